@@ -1,0 +1,89 @@
+/*
+ * config.h - the configuration snapshot: parsed from the INI file
+ * (libinih), validated once, then immutable and shared by every worker.
+ * A reload builds a new snapshot; sessions keep a reference to the one
+ * they started with, so it is freed when the last of them ends.
+ */
+#ifndef CONF_CONFIG_H
+#define CONF_CONFIG_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "net.h"
+
+enum cfg_mode { CFG_MODE_RELAY = 0, CFG_MODE_SUBMISSION };
+enum cfg_tls { CFG_TLS_NONE = 0, CFG_TLS_STARTTLS, CFG_TLS_IMPLICIT };
+enum cfg_proxy_proto { CFG_PROXY_OFF = 0, CFG_PROXY_V1, CFG_PROXY_V2, CFG_PROXY_AUTO };
+enum cfg_protocol { CFG_PROTO_SMTP = 0, CFG_PROTO_LMTP };
+enum cfg_forward { CFG_FORWARD_NONE = 0, CFG_FORWARD_XCLIENT, CFG_FORWARD_XFORWARD };
+
+struct cfg_listener {
+	char *name;			/* from [listener NAME] */
+	int line;			/* line of the section header */
+	struct net_addr *addrs;		/* listen = a, b (at least one) */
+	unsigned naddrs;
+	enum cfg_mode mode;		/* default relay */
+	enum cfg_tls tls;		/* default none */
+	int require_tls;		/* default no */
+	enum cfg_proxy_proto proxy_protocol;	/* default off */
+	char **proxy_trusted;		/* CIDR strings, default "127.0.0.0/8", "::1/128" */
+	unsigned nproxy_trusted;
+	char **relay_domains;		/* lower-cased; required in relay mode */
+	unsigned nrelay_domains;
+	int relay_any;			/* relay_domains contains '*' */
+	unsigned *backends;		/* indexes into config.backends */
+	unsigned nbackends;		/* default: every backend */
+};
+
+struct cfg_backend {
+	char *name;			/* from [backend NAME] */
+	int line;
+	struct net_addr addr;		/* address = host:port | unix:/path (required) */
+	enum cfg_protocol protocol;	/* default smtp */
+	unsigned weight;		/* default 1, 1..1000 */
+	unsigned max_connections;	/* per worker, default 100 */
+	int tls;			/* tls = no | starttls (0/1), default no */
+	int tls_verify;			/* default yes */
+	char *tls_ca;			/* may be NULL */
+	enum cfg_forward forward_client;	/* default none */
+};
+
+struct config {
+	char *path;
+	/* [server] */
+	char *hostname;			/* default: gethostname() */
+	unsigned workers;		/* 0 = auto (CPU count) */
+	uint64_t max_message_size;	/* bytes, default 50M */
+	unsigned max_recipients;	/* default 100 */
+	unsigned max_errors;		/* default 10 */
+	uint64_t timeout_command_ms;	/* default 5m */
+	uint64_t timeout_data_ms;	/* default 10m */
+	uint64_t drain_timeout_ms;	/* default 30s */
+	char *log;			/* "stderr" (default) | "syslog" | path */
+	int log_json;			/* log_format = text (0) | json (1) */
+	int log_level;			/* enum log_level; default info */
+
+	struct cfg_listener *listeners;	/* at least one */
+	unsigned nlisteners;
+	struct cfg_backend *backends;	/* at least one */
+	unsigned nbackends;
+
+	int refs;			/* atomic; see config_ref */
+};
+
+/*
+ * Loads and validates path. Returns 0 and a snapshot with one reference,
+ * or -1 with err set to "PATH:LINE: message" (LINE of the offending key
+ * or section; 0 when the problem is the file as a whole).
+ */
+int config_load(const char *path, struct config **out, char *err, size_t errlen);
+void config_ref(struct config *c);
+void config_unref(struct config *c);
+
+/* Value parsers (pure). Return 0, or -1 for a bad value. */
+int config_parse_duration(const char *s, uint64_t *ms);	/* 250ms 30s 5m 1h 2d; bare number = seconds */
+int config_parse_size(const char *s, uint64_t *bytes);	/* 512 64k 50M 1G (powers of 1024) */
+int config_parse_rate(const char *s, unsigned *count, uint64_t *per_ms);	/* 60/1m */
+int config_parse_bool(const char *s, int *v);		/* yes/no/true/false/on/off/1/0 */
+
+#endif
