@@ -23,6 +23,7 @@
 #include "net.h"
 
 #define CONN_IOV_MAX 64
+#define CONN_SEG_REF (-2)
 
 struct conn;
 struct conn_ops {
@@ -45,7 +46,7 @@ struct conn_ops {
 struct conn_seg {
 	const char *p;
 	uint32_t len;
-	int32_t bid;		/* >= 0: provided buffer reference */
+	int32_t bid;		/* >= 0: provided buffer reference; CONN_SEG_REF: caller's memory */
 	char *chunk;		/* malloc'd copy space (bid < 0), freed when sent */
 	uint32_t cap;		/* chunk capacity */
 };
@@ -85,6 +86,11 @@ int conn_write(struct conn *c, const void *p, size_t n);
 int conn_printf(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Queue a reference to received memory in pbuf bid (takes a pbuf_ref). */
 int conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid);
+/*
+ * Queue a reference to memory the caller keeps unchanged until the conn
+ * closes or the bytes are sent (static or long-lived data): no copy.
+ */
+int conn_write_ref(struct conn *c, const void *p, size_t n);
 /* Start sending the queue if nothing is in flight. */
 void conn_flush(struct conn *c);
 static inline size_t conn_queued(const struct conn *c) { return c->queued; }

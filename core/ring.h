@@ -12,6 +12,7 @@
 
 #include <liburing.h>
 #include <stdint.h>
+#include "core.h"
 #include "timer.h"
 
 struct ring_op;

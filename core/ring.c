@@ -1,0 +1,190 @@
+/*
+ * ring.c - per-worker io_uring set-up, the provided-buffer pool, and the
+ * event loop: submit, wait, dispatch a whole batch of completions, then
+ * advance the timer wheel and run end-of-turn work, so every SQE queued
+ * while handling one batch goes to the kernel in one io_uring_enter.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include "ring.h"
+#include "conn.h"
+#include "log.h"
+
+static void
+ring_tick_arm(struct ring *r)
+{
+	struct io_uring_sqe *sqe = ring_sqe(r);
+
+	r->tick_ts.tv_sec = 0;
+	r->tick_ts.tv_nsec = TIMER_TICK_MS * 1000000L;
+	io_uring_prep_timeout(sqe, &r->tick_ts, 0, 0);
+	ring_sqe_op(sqe, &r->tick_op);
+}
+
+static void
+ring_tick_done(struct ring_op *op, int res, uint32_t flags)
+{
+	struct ring *r = container_of(op, struct ring, tick_op);
+
+	(void)res;
+	(void)flags;
+	ring_tick_arm(r);
+}
+
+int
+ring_init(struct ring *r, unsigned entries, unsigned nbufs, unsigned bufsize)
+{
+	struct io_uring_params p;
+	int ret;
+
+	memset(r, 0, sizeof(*r));
+	memset(&p, 0, sizeof(p));
+	/* Completions come in bursts (a pipelined group, many sessions): a large CQ avoids overflow. */
+	p.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN;
+	p.cq_entries = entries * 4;
+	ret = io_uring_queue_init_params(entries, &r->uring, &p);
+	if (ret == -EINVAL) {
+		/* Older kernel: no SINGLE_ISSUER / DEFER_TASKRUN. */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = entries * 4;
+		ret = io_uring_queue_init_params(entries, &r->uring, &p);
+	}
+	if (ret < 0)
+		return ret;
+	io_uring_register_ring_fd(&r->uring);
+	timer_wheel_init(&r->timers);
+	r->tick_op.cb = ring_tick_done;
+	if (nbufs) {
+		ret = pbuf_pool_init(r, nbufs, bufsize);
+		if (ret < 0) {
+			io_uring_queue_exit(&r->uring);
+			return ret;
+		}
+	}
+	ring_tick_arm(r);
+	return 0;
+}
+
+void
+ring_destroy(struct ring *r)
+{
+	if (r->pbufs)
+		pbuf_pool_destroy(r);
+	io_uring_queue_exit(&r->uring);
+}
+
+struct io_uring_sqe *
+ring_sqe(struct ring *r)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+
+	while (sqe == NULL) {
+		io_uring_submit(&r->uring);
+		sqe = io_uring_get_sqe(&r->uring);
+	}
+	return sqe;
+}
+
+void
+ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
+{
+	while (!r->stop) {
+		struct io_uring_cqe *cqe;
+		unsigned head, count = 0;
+		int ret;
+
+		ret = io_uring_submit_and_wait(&r->uring, 1);
+		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
+		if (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
+			r->cqe_overflows++;
+		io_uring_for_each_cqe(&r->uring, head, cqe) {
+			struct ring_op *op = io_uring_cqe_get_data(cqe);
+			if (op)
+				op->cb(op, cqe->res, cqe->flags);
+			count++;
+		}
+		io_uring_cq_advance(&r->uring, count);
+		timer_wheel_advance(&r->timers);
+		conn_ring_turn(r);
+		if (turn)
+			turn(r, arg);
+	}
+}
+
+int
+pbuf_pool_init(struct ring *r, unsigned nbufs, unsigned size)
+{
+	struct io_uring_buf_reg reg;
+	struct pbuf_pool *p;
+	size_t ring_bytes = sizeof(struct io_uring_buf) * nbufs;
+	int ret;
+
+	if (nbufs == 0 || (nbufs & (nbufs - 1)) || nbufs > 32768)
+		return -EINVAL;
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	p->refs = calloc(nbufs, sizeof(*p->refs));
+	p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	/* Pages are touched only when a buffer is used, so an idle pool costs little RSS. */
+	p->base = mmap(NULL, (size_t)nbufs * size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p->refs == NULL || p->br == MAP_FAILED || p->base == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto fail;
+	}
+	memset(&reg, 0, sizeof(reg));
+	reg.ring_addr = (uint64_t)(uintptr_t)p->br;
+	reg.ring_entries = nbufs;
+	reg.bgid = PBUF_GROUP;
+	ret = io_uring_register_buf_ring(&r->uring, &reg, 0);
+	if (ret < 0)
+		goto fail;
+	p->nbufs = nbufs;
+	p->size = size;
+	p->mask = io_uring_buf_ring_mask(nbufs);
+	io_uring_buf_ring_init(p->br);
+	for (unsigned i = 0; i < nbufs; i++)
+		io_uring_buf_ring_add(p->br, p->base + (size_t)i * size, size, (unsigned short)i, p->mask, (int)i);
+	io_uring_buf_ring_advance(p->br, (int)nbufs);
+	p->avail = nbufs;
+	r->pbufs = p;
+	return 0;
+fail:
+	if (p->br != MAP_FAILED && p->br)
+		munmap(p->br, ring_bytes);
+	if (p->base != MAP_FAILED && p->base)
+		munmap(p->base, (size_t)nbufs * size);
+	free(p->refs);
+	free(p);
+	return ret;
+}
+
+void
+pbuf_pool_destroy(struct ring *r)
+{
+	struct pbuf_pool *p = r->pbufs;
+
+	io_uring_unregister_buf_ring(&r->uring, PBUF_GROUP);
+	munmap(p->br, sizeof(struct io_uring_buf) * p->nbufs);
+	munmap(p->base, (size_t)p->nbufs * p->size);
+	free(p->refs);
+	free(p);
+	r->pbufs = NULL;
+}
+
+void
+pbuf_unref(struct ring *r, int bid)
+{
+	struct pbuf_pool *p = r->pbufs;
+
+	if (--p->refs[bid] != 0)
+		return;
+	io_uring_buf_ring_add(p->br, pbuf_ptr(r, bid), p->size, (unsigned short)bid, p->mask, 0);
+	io_uring_buf_ring_advance(p->br, 1);
+	p->avail++;
+}
