@@ -28,7 +28,7 @@ LIB_SRC  := $(filter-out $(MAINS),$(wildcard core/*.c conf/*.c proxy/*.c bench/*
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-UNIT_HELPERS := $(filter-out $(UNIT_SRC),$(wildcard tests/unit/*.c))
+UNIT_HELPERS := $(filter-out $(UNIT_SRC) tests/unit/bench_%.c,$(wildcard tests/unit/*.c))
 PROGS    := $(BUILD)/mxgate $(BUILD)/mxload $(BUILD)/mxsink
 
 .PHONY: all unit test asan demo bench clean deps fuzz

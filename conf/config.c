@@ -1,0 +1,1157 @@
+/*
+ * config.c - owns the configuration snapshot: reading the INI file with
+ * libinih, turning each "key = value" into a typed field through one
+ * directive table per section, validating the whole, and the snapshot's
+ * lifetime (reference count). Every error names the file and line.
+ *
+ * libinih does the key/value splitting and inline comments. Around it
+ * sits our own line reader, because the Debian build of inih passes no
+ * line number to the handler (INI_HANDLER_LINENO is 0), does not report
+ * empty sections (INI_CALL_HANDLER_ON_NEW_SECTION is 0), treats indented
+ * lines as continuations and cuts lines at 200 bytes. The reader counts
+ * lines, sees every section header, strips indentation and handles the
+ * rare long line itself, so none of that depends on how inih was built.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <ini.h>
+
+#include "config.h"
+#include "core.h"
+#include "log.h"
+#include "mem.h"
+#include "net.h"
+
+/* Enum fields are written through an int pointer by the directive table. */
+_Static_assert(sizeof(enum cfg_mode) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_tls) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_proxy_proto) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_protocol) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum cfg_forward) == sizeof(int), "enum size");
+
+#define MS_SEC  1000ULL
+#define MS_MIN  (60 * MS_SEC)
+#define MS_HOUR (60 * MS_MIN)
+#define MS_DAY  (24 * MS_HOUR)
+
+/* ------------------------------------------------------------------ */
+/* Value parsers                                                       */
+/* ------------------------------------------------------------------ */
+
+/* Leading decimal digits into *v; no sign, no spaces, overflow refused. */
+static int
+parse_digits(const char **sp, uint64_t *v)
+{
+	const char *s = *sp;
+	uint64_t n = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	for (; isdigit((unsigned char)*s); s++) {
+		if (__builtin_mul_overflow(n, 10, &n) ||
+		    __builtin_add_overflow(n, (uint64_t)(*s - '0'), &n))
+			return -1;
+	}
+	*sp = s;
+	*v = n;
+	return 0;
+}
+
+int
+config_parse_duration(const char *s, uint64_t *ms)
+{
+	/*
+	 * Units are lower case only: nginx reads "M" as months, so "5M"
+	 * would be ambiguous; better refused than guessed.
+	 */
+	static const struct { const char *unit; uint64_t mult; } units[] = {
+		{ "", MS_SEC }, { "ms", 1 }, { "s", MS_SEC }, { "m", MS_MIN },
+		{ "h", MS_HOUR }, { "d", MS_DAY },
+	};
+	uint64_t n;
+
+	if (s == NULL || parse_digits(&s, &n) < 0)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (strcmp(s, units[i].unit) == 0)
+			return __builtin_mul_overflow(n, units[i].mult, ms) ? -1 : 0;
+	}
+	return -1;
+}
+
+int
+config_parse_size(const char *s, uint64_t *bytes)
+{
+	uint64_t n, mult;
+
+	if (s == NULL || parse_digits(&s, &n) < 0)
+		return -1;
+	switch (*s) {
+	case '\0': mult = 1; break;
+	case 'k': case 'K': mult = 1ULL << 10; s++; break;
+	case 'm': case 'M': mult = 1ULL << 20; s++; break;
+	case 'g': case 'G': mult = 1ULL << 30; s++; break;
+	default: return -1;
+	}
+	if (*s != '\0')
+		return -1;
+	return __builtin_mul_overflow(n, mult, bytes) ? -1 : 0;
+}
+
+int
+config_parse_rate(const char *s, unsigned *count, uint64_t *per_ms)
+{
+	uint64_t n, d;
+
+	if (s == NULL || parse_digits(&s, &n) < 0 || *s != '/')
+		return -1;
+	/* 0/1m would mean "never", which is what an absent limit is for. */
+	if (n == 0 || n > UINT32_MAX)
+		return -1;
+	if (config_parse_duration(s + 1, &d) < 0 || d == 0)
+		return -1;
+	*count = (unsigned)n;
+	*per_ms = d;
+	return 0;
+}
+
+int
+config_parse_bool(const char *s, int *v)
+{
+	static const char *const yes[] = { "yes", "true", "on", "1" };
+	static const char *const no[] = { "no", "false", "off", "0" };
+
+	if (s == NULL)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (strcasecmp(s, yes[i]) == 0) {
+			*v = 1;
+			return 0;
+		}
+		if (strcasecmp(s, no[i]) == 0) {
+			*v = 0;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Directive tables                                                    */
+/* ------------------------------------------------------------------ */
+
+enum dtype {
+	D_STR,		/* non-empty string, no control characters */
+	D_HOSTNAME,	/* D_STR without spaces: it goes into the banner */
+	D_UINT,		/* unsigned in [min, max] */
+	D_WORKERS,	/* "auto" (0) or [min, max] */
+	D_SIZE,		/* uint64_t bytes in [min, max] */
+	D_DURATION,	/* uint64_t ms in [min, max] */
+	D_BOOL,		/* int 0/1 */
+	D_ENUM,		/* int, one of names[] */
+	D_ADDR,		/* one struct net_addr */
+	D_ADDRS,	/* struct net_addr * + unsigned count at off2 */
+	D_CIDRS,	/* char ** + unsigned count at off2, "addr/prefix" */
+	D_DOMAINS,	/* char ** + unsigned count at off2, lower-cased; '*' */
+	D_NAMES,	/* backend names, resolved after the whole file is read */
+};
+
+struct enum_name {
+	const char *name;
+	int value;
+};
+
+struct directive {
+	const char *name;
+	enum dtype type;
+	size_t off;		/* into struct config / cfg_listener / cfg_backend */
+	size_t off2;		/* count field of the list types */
+	uint64_t min, max;
+	const struct enum_name *names;	/* D_ENUM, NULL-terminated */
+};
+
+static const struct enum_name log_formats[] = {
+	{ "text", 0 }, { "json", 1 }, { NULL, 0 },
+};
+/* Compared here rather than with log_level_parse(): also case-insensitive. */
+static const struct enum_name log_levels[] = {
+	{ "error", LOG_LVL_ERROR }, { "warn", LOG_LVL_WARN },
+	{ "info", LOG_LVL_INFO }, { "debug", LOG_LVL_DEBUG }, { NULL, 0 },
+};
+static const struct enum_name modes[] = {
+	{ "relay", CFG_MODE_RELAY }, { "submission", CFG_MODE_SUBMISSION },
+	{ NULL, 0 },
+};
+static const struct enum_name listener_tls[] = {
+	{ "none", CFG_TLS_NONE }, { "starttls", CFG_TLS_STARTTLS },
+	{ "implicit", CFG_TLS_IMPLICIT }, { NULL, 0 },
+};
+static const struct enum_name proxy_protos[] = {
+	{ "off", CFG_PROXY_OFF }, { "v1", CFG_PROXY_V1 }, { "v2", CFG_PROXY_V2 },
+	{ "auto", CFG_PROXY_AUTO }, { NULL, 0 },
+};
+static const struct enum_name protocols[] = {
+	{ "smtp", CFG_PROTO_SMTP }, { "lmtp", CFG_PROTO_LMTP }, { NULL, 0 },
+};
+/* "none" is accepted too so that the word matches the listener's tls key. */
+static const struct enum_name backend_tls[] = {
+	{ "no", 0 }, { "starttls", 1 }, { "none", 0 }, { NULL, 0 },
+};
+static const struct enum_name forwards[] = {
+	{ "none", CFG_FORWARD_NONE }, { "xclient", CFG_FORWARD_XCLIENT },
+	{ "xforward", CFG_FORWARD_XFORWARD }, { NULL, 0 },
+};
+
+#define SRV(f) offsetof(struct config, f), 0
+#define LST(f) offsetof(struct cfg_listener, f), 0
+#define LSTN(f, n) offsetof(struct cfg_listener, f), offsetof(struct cfg_listener, n)
+#define BE(f) offsetof(struct cfg_backend, f), 0
+
+static const struct directive server_keys[] = {
+	{ "hostname",         D_HOSTNAME, SRV(hostname), 0, 0, NULL },
+	{ "workers",          D_WORKERS,  SRV(workers), 1, 256, NULL },
+	{ "max_message_size", D_SIZE,     SRV(max_message_size), 1, UINT64_MAX, NULL },
+	{ "max_recipients",   D_UINT,     SRV(max_recipients), 1, 100000, NULL },
+	{ "max_errors",       D_UINT,     SRV(max_errors), 1, 100000, NULL },
+	{ "timeout_command",  D_DURATION, SRV(timeout_command_ms), 1, MS_DAY, NULL },
+	{ "timeout_data",     D_DURATION, SRV(timeout_data_ms), 1, MS_DAY, NULL },
+	/* 0 is allowed: stop at once, closing whatever is still open. */
+	{ "drain_timeout",    D_DURATION, SRV(drain_timeout_ms), 0, MS_DAY, NULL },
+	{ "log",              D_STR,      SRV(log), 0, 0, NULL },
+	{ "log_format",       D_ENUM,     SRV(log_json), 0, 0, log_formats },
+	{ "log_level",        D_ENUM,     SRV(log_level), 0, 0, log_levels },
+};
+
+enum {
+	LK_LISTEN, LK_MODE, LK_TLS, LK_REQUIRE_TLS, LK_PROXY_PROTOCOL,
+	LK_PROXY_TRUSTED, LK_RELAY_DOMAINS, LK_BACKENDS, LK_COUNT
+};
+static const struct directive listener_keys[LK_COUNT] = {
+	[LK_LISTEN]         = { "listen", D_ADDRS, LSTN(addrs, naddrs), 0, 0, NULL },
+	[LK_MODE]           = { "mode", D_ENUM, LST(mode), 0, 0, modes },
+	[LK_TLS]            = { "tls", D_ENUM, LST(tls), 0, 0, listener_tls },
+	[LK_REQUIRE_TLS]    = { "require_tls", D_BOOL, LST(require_tls), 0, 0, NULL },
+	[LK_PROXY_PROTOCOL] = { "proxy_protocol", D_ENUM, LST(proxy_protocol), 0, 0, proxy_protos },
+	[LK_PROXY_TRUSTED]  = { "proxy_trusted", D_CIDRS, LSTN(proxy_trusted, nproxy_trusted), 0, 0, NULL },
+	[LK_RELAY_DOMAINS]  = { "relay_domains", D_DOMAINS, LSTN(relay_domains, nrelay_domains), 0, 0, NULL },
+	[LK_BACKENDS]       = { "backends", D_NAMES, 0, 0, 0, 0, NULL },
+};
+
+enum {
+	BK_ADDRESS, BK_PROTOCOL, BK_WEIGHT, BK_MAX_CONNECTIONS, BK_TLS,
+	BK_TLS_VERIFY, BK_TLS_CA, BK_FORWARD_CLIENT, BK_COUNT
+};
+static const struct directive backend_keys[BK_COUNT] = {
+	[BK_ADDRESS]         = { "address", D_ADDR, BE(addr), 0, 0, NULL },
+	[BK_PROTOCOL]        = { "protocol", D_ENUM, BE(protocol), 0, 0, protocols },
+	[BK_WEIGHT]          = { "weight", D_UINT, BE(weight), 1, 1000, NULL },
+	[BK_MAX_CONNECTIONS] = { "max_connections", D_UINT, BE(max_connections), 1, 100000, NULL },
+	[BK_TLS]             = { "tls", D_ENUM, BE(tls), 0, 0, backend_tls },
+	[BK_TLS_VERIFY]      = { "tls_verify", D_BOOL, BE(tls_verify), 0, 0, NULL },
+	[BK_TLS_CA]          = { "tls_ca", D_STR, BE(tls_ca), 0, 0, NULL },
+	[BK_FORWARD_CLIENT]  = { "forward_client", D_ENUM, BE(forward_client), 0, 0, forwards },
+};
+
+#define SK_COUNT ARRAY_SIZE(server_keys)
+
+/* Sections of the contract that later versions will implement. */
+static const char *const later_sections[] = {
+	"tls", "route", "redis", "limits", "access", "dnsbl", "auth", "metrics",
+};
+
+/* ------------------------------------------------------------------ */
+/* Parse state                                                         */
+/* ------------------------------------------------------------------ */
+
+/* What the parser needs to remember about a section besides its fields. */
+struct listener_extra {
+	int keyline[LK_COUNT];		/* 0 = key absent */
+	char **backend_names;
+	unsigned nbackend_names;
+};
+
+struct backend_extra {
+	int keyline[BK_COUNT];
+};
+
+enum section { SEC_NONE, SEC_SERVER, SEC_LISTENER, SEC_BACKEND };
+
+struct parser {
+	const char *path;
+	FILE *f;
+	char *buf;			/* getline buffer */
+	size_t bufcap;
+	int lineno;			/* of the line last handed to inih */
+	struct config *c;
+
+	enum section sec;
+	int server_line;
+	int server_keyline[SK_COUNT];
+	struct listener_extra *lx;	/* parallel to c->listeners */
+	struct backend_extra *bx;	/* parallel to c->backends */
+
+	char *err;
+	size_t errlen;
+	int err_line;			/* -1 = no error yet */
+};
+
+static void set_err(struct parser *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Keeps the first error only: later ones are often its consequences. */
+static void
+set_err(struct parser *p, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (p->err_line >= 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(p->err, p->errlen, "%s:%d: %s", p->path, line, msg);
+	p->err_line = line;
+}
+
+static void
+free_strv(char **v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* Shorthand for the common "bad value" message. */
+static int
+bad_value(struct parser *p, const char *key, const char *value, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int
+bad_value(struct parser *p, const char *key, const char *value, const char *fmt, ...)
+{
+	char expected[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(expected, sizeof(expected), fmt, ap);
+	va_end(ap);
+	set_err(p, p->lineno, "bad value for %s: '%s' (expected %s)", key, value, expected);
+	return -1;
+}
+
+static void
+enum_expected(const struct enum_name *names, char *buf, size_t len)
+{
+	size_t n = 0, used = 0;
+
+	while (names[n].name != NULL)
+		n++;
+	buf[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		/* Aliases that share a value with an earlier word are not listed. */
+		int alias = 0;
+		for (size_t j = 0; j < i; j++)
+			alias |= names[j].value == names[i].value;
+		if (alias)
+			continue;
+		used += snprintf(buf + used, used < len ? len - used : 0, "%s%s",
+				 used == 0 ? "" : ", ", names[i].name);
+	}
+	/* Turn the last ", " into " or ". */
+	char *last = strrchr(buf, ',');
+	if (last != NULL && strlen(buf) + 2 < len) {
+		memmove(last + 3, last + 1, strlen(last + 1) + 1);
+		memcpy(last, " or", 3);
+	}
+}
+
+static const char *
+enum_name_of(const struct enum_name *names, int value)
+{
+	for (; names->name != NULL; names++)
+		if (names->value == value)
+			return names->name;
+	return "?";
+}
+
+/*
+ * Splits a comma-separated list into trimmed elements. Returns the
+ * count, or -1 when an element is empty ("a,,b", "a," or "").
+ */
+static int
+split_list(const char *value, char ***out)
+{
+	char **v = NULL;
+	int n = 0;
+	const char *s = value;
+
+	for (;;) {
+		const char *end = strchr(s, ',');
+		const char *e = end != NULL ? end : s + strlen(s);
+		while (s < e && isspace((unsigned char)*s))
+			s++;
+		while (e > s && isspace((unsigned char)e[-1]))
+			e--;
+		if (e == s) {
+			free_strv(v, (unsigned)n);
+			return -1;
+		}
+		v = xrealloc(v, sizeof(*v) * (size_t)(n + 1));
+		v[n++] = xstrndup(s, (size_t)(e - s));
+		if (end == NULL)
+			break;
+		s = end + 1;
+	}
+	*out = v;
+	return n;
+}
+
+static int
+has_ctl_or_space(const char *s, int allow_space)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch < 0x20 || ch == 0x7f || (!allow_space && ch == ' '))
+			return 1;
+	}
+	return 0;
+}
+
+/* "10.0.0.0/8", "::1/128" or a bare address (stored with its full prefix). */
+static char *
+parse_cidr(const char *s)
+{
+	char addr[INET6_ADDRSTRLEN + 1];
+	unsigned char bin[16];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash != NULL ? (size_t)(slash - s) : strlen(s);
+	unsigned maxbits;
+	uint64_t bits;
+
+	if (alen == 0 || alen >= sizeof(addr))
+		return NULL;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, bin) == 1)
+		maxbits = 32;
+	else if (inet_pton(AF_INET6, addr, bin) == 1)
+		maxbits = 128;
+	else
+		return NULL;
+	if (slash == NULL) {
+		bits = maxbits;
+	} else {
+		const char *b = slash + 1;
+		if (parse_digits(&b, &bits) < 0 || *b != '\0' || bits > maxbits)
+			return NULL;
+	}
+	char out[INET6_ADDRSTRLEN + 8];
+	snprintf(out, sizeof(out), "%s/%u", addr, (unsigned)bits);
+	return xstrdup(out);
+}
+
+/* Letters, digits, '-', '_' and dots between labels; or '*' alone. */
+static int
+domain_ok(const char *d)
+{
+	size_t len = strlen(d);
+
+	if (strcmp(d, "*") == 0)
+		return 1;
+	if (len == 0 || len > 253 || d[0] == '.' || d[len - 1] == '.' || strstr(d, "..") != NULL)
+		return 0;
+	for (; *d; d++)
+		if (!isalnum((unsigned char)*d) && *d != '-' && *d != '.' && *d != '_')
+			return 0;
+	return 1;
+}
+
+/* Listener and backend names: they appear in lists and in logs. */
+static int
+name_ok(const char *n)
+{
+	if (*n == '\0' || strlen(n) > 64)
+		return 0;
+	for (; *n; n++)
+		if (!isalnum((unsigned char)*n) && *n != '-' && *n != '_' && *n != '.')
+			return 0;
+	return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Applying one directive                                              */
+/* ------------------------------------------------------------------ */
+
+static int
+apply(struct parser *p, const struct directive *d, void *obj, const char *value)
+{
+	char *field = (char *)obj + d->off;
+	char expected[128];
+	uint64_t u;
+	int b;
+
+	switch (d->type) {
+	case D_STR:
+	case D_HOSTNAME:
+		if (*value == '\0' || has_ctl_or_space(value, d->type == D_STR) ||
+		    (d->type == D_HOSTNAME && strlen(value) > 255))
+			return bad_value(p, d->name, value, "%s",
+					 d->type == D_HOSTNAME ? "a host name without spaces"
+							       : "a non-empty string");
+		free(*(char **)field);	/* replaces a default such as log = stderr */
+		*(char **)field = xstrdup(value);
+		return 0;
+
+	case D_WORKERS:
+		if (strcasecmp(value, "auto") == 0) {
+			*(unsigned *)field = 0;
+			return 0;
+		}
+		/* fall through */
+	case D_UINT: {
+		const char *s = value;
+		if (parse_digits(&s, &u) < 0 || *s != '\0' || u < d->min || u > d->max)
+			return bad_value(p, d->name, value, "%sa number from %llu to %llu",
+					 d->type == D_WORKERS ? "auto or " : "",
+					 (unsigned long long)d->min, (unsigned long long)d->max);
+		*(unsigned *)field = (unsigned)u;
+		return 0;
+	}
+
+	case D_SIZE:
+		if (config_parse_size(value, &u) < 0)
+			return bad_value(p, d->name, value, "a size like 512, 64k, 50M or 1G");
+		if (u < d->min || u > d->max)
+			return bad_value(p, d->name, value, "a size of at least %llu bytes",
+					 (unsigned long long)d->min);
+		*(uint64_t *)field = u;
+		return 0;
+
+	case D_DURATION:
+		if (config_parse_duration(value, &u) < 0)
+			return bad_value(p, d->name, value, "a duration like 250ms, 30s, 5m, 1h or 2d");
+		if (u < d->min || u > d->max)
+			return bad_value(p, d->name, value, "a duration from %s to 1d",
+					 d->min == 0 ? "0" : "1ms");
+		*(uint64_t *)field = u;
+		return 0;
+
+	case D_BOOL:
+		if (config_parse_bool(value, &b) < 0)
+			return bad_value(p, d->name, value, "yes or no");
+		*(int *)field = b;
+		return 0;
+
+	case D_ENUM:
+		for (const struct enum_name *e = d->names; e->name != NULL; e++) {
+			if (strcasecmp(value, e->name) == 0) {
+				*(int *)field = e->value;
+				return 0;
+			}
+		}
+		enum_expected(d->names, expected, sizeof(expected));
+		return bad_value(p, d->name, value, "%s", expected);
+
+	case D_ADDR: {
+		char nerr[160];
+		if (net_addr_parse(value, (struct net_addr *)field, nerr, sizeof(nerr)) < 0)
+			return bad_value(p, d->name, value,
+					 "host:port, [ipv6]:port or unix:/path: %s", nerr);
+		return 0;
+	}
+
+	case D_ADDRS: {
+		char **items, nerr[160];
+		int n = split_list(value, &items);
+		if (n < 0)
+			return bad_value(p, d->name, value, "a comma-separated list without empty elements");
+		struct net_addr *addrs = xcalloc((size_t)n, sizeof(*addrs));
+		for (int i = 0; i < n; i++) {
+			if (net_addr_parse(items[i], &addrs[i], nerr, sizeof(nerr)) < 0) {
+				bad_value(p, d->name, items[i],
+					  "host:port, [ipv6]:port or unix:/path: %s", nerr);
+				free(addrs);
+				free_strv(items, (unsigned)n);
+				return -1;
+			}
+		}
+		free_strv(items, (unsigned)n);
+		*(struct net_addr **)field = addrs;
+		*(unsigned *)((char *)obj + d->off2) = (unsigned)n;
+		return 0;
+	}
+
+	case D_CIDRS:
+	case D_DOMAINS: {
+		char **items;
+		int n = split_list(value, &items);
+		if (n < 0)
+			return bad_value(p, d->name, value, "a comma-separated list without empty elements");
+		for (int i = 0; i < n; i++) {
+			if (d->type == D_CIDRS) {
+				char *cidr = parse_cidr(items[i]);
+				if (cidr == NULL) {
+					bad_value(p, d->name, items[i], "an address or network like 10.0.0.0/8 or ::1/128");
+					free_strv(items, (unsigned)n);
+					return -1;
+				}
+				free(items[i]);
+				items[i] = cidr;
+			} else {
+				if (!domain_ok(items[i])) {
+					bad_value(p, d->name, items[i], "a domain like example.test, or '*' for any");
+					free_strv(items, (unsigned)n);
+					return -1;
+				}
+				/* Compared with recipient domains case-insensitively. */
+				for (char *c = items[i]; *c; c++)
+					*c = (char)tolower((unsigned char)*c);
+			}
+		}
+		/* Replaces a default list such as proxy_trusted's. */
+		free_strv(*(char ***)field, *(unsigned *)((char *)obj + d->off2));
+		*(char ***)field = items;
+		*(unsigned *)((char *)obj + d->off2) = (unsigned)n;
+		return 0;
+	}
+
+	case D_NAMES: {
+		/* Only listeners have one; the names are checked once all backends are known. */
+		struct listener_extra *lx = &p->lx[p->c->nlisteners - 1];
+		char **items;
+		int n = split_list(value, &items);
+		if (n < 0)
+			return bad_value(p, d->name, value, "a comma-separated list without empty elements");
+		lx->backend_names = items;
+		lx->nbackend_names = (unsigned)n;
+		return 0;
+	}
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sections                                                            */
+/* ------------------------------------------------------------------ */
+
+static void
+listener_defaults(struct cfg_listener *l)
+{
+	l->mode = CFG_MODE_RELAY;
+	l->tls = CFG_TLS_NONE;
+	l->proxy_protocol = CFG_PROXY_OFF;
+	l->proxy_trusted = xcalloc(2, sizeof(char *));
+	l->proxy_trusted[0] = xstrdup("127.0.0.0/8");
+	l->proxy_trusted[1] = xstrdup("::1/128");
+	l->nproxy_trusted = 2;
+}
+
+static void
+backend_defaults(struct cfg_backend *b)
+{
+	b->protocol = CFG_PROTO_SMTP;
+	b->weight = 1;
+	b->max_connections = 100;
+	b->tls = 0;
+	b->tls_verify = 1;
+	b->forward_client = CFG_FORWARD_NONE;
+}
+
+/*
+ * A section header: "[server]", "[listener NAME]", "[backend NAME]".
+ * text is what is between the brackets.
+ */
+static void
+begin_section(struct parser *p, const char *text)
+{
+	char kind[64];
+	const char *s = text, *name;
+	size_t klen;
+	struct config *c = p->c;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	klen = strcspn(s, " \t");
+	name = s + klen;
+	while (isspace((unsigned char)*name))
+		name++;
+	snprintf(kind, sizeof(kind), "%.*s", (int)klen, s);
+
+	p->sec = SEC_NONE;
+	if (strcmp(kind, "server") == 0) {
+		if (*name != '\0') {
+			set_err(p, p->lineno, "section [server] takes no name");
+			return;
+		}
+		if (p->server_line > 0) {
+			set_err(p, p->lineno, "duplicate section [server] (first at line %d)", p->server_line);
+			return;
+		}
+		p->server_line = p->lineno;
+		p->sec = SEC_SERVER;
+		return;
+	}
+	if (strcmp(kind, "listener") == 0 || strcmp(kind, "backend") == 0) {
+		int is_listener = kind[0] == 'l';
+		if (*name == '\0') {
+			set_err(p, p->lineno, "section [%s] needs a name: [%s NAME]", kind, kind);
+			return;
+		}
+		if (!name_ok(name)) {
+			set_err(p, p->lineno, "bad %s name '%s' (expected letters, digits, '-', '_' or '.')",
+				kind, name);
+			return;
+		}
+		if (is_listener) {
+			for (unsigned i = 0; i < c->nlisteners; i++) {
+				if (strcmp(c->listeners[i].name, name) == 0) {
+					set_err(p, p->lineno, "duplicate section [listener %s] (first at line %d)",
+						name, c->listeners[i].line);
+					return;
+				}
+			}
+			c->listeners = xrealloc(c->listeners, sizeof(*c->listeners) * (c->nlisteners + 1));
+			p->lx = xrealloc(p->lx, sizeof(*p->lx) * (c->nlisteners + 1));
+			struct cfg_listener *l = &c->listeners[c->nlisteners];
+			memset(l, 0, sizeof(*l));
+			memset(&p->lx[c->nlisteners], 0, sizeof(*p->lx));
+			c->nlisteners++;
+			l->name = xstrdup(name);
+			l->line = p->lineno;
+			listener_defaults(l);
+			p->sec = SEC_LISTENER;
+		} else {
+			for (unsigned i = 0; i < c->nbackends; i++) {
+				if (strcmp(c->backends[i].name, name) == 0) {
+					set_err(p, p->lineno, "duplicate section [backend %s] (first at line %d)",
+						name, c->backends[i].line);
+					return;
+				}
+			}
+			c->backends = xrealloc(c->backends, sizeof(*c->backends) * (c->nbackends + 1));
+			p->bx = xrealloc(p->bx, sizeof(*p->bx) * (c->nbackends + 1));
+			struct cfg_backend *b = &c->backends[c->nbackends];
+			memset(b, 0, sizeof(*b));
+			memset(&p->bx[c->nbackends], 0, sizeof(*p->bx));
+			c->nbackends++;
+			b->name = xstrdup(name);
+			b->line = p->lineno;
+			backend_defaults(b);
+			p->sec = SEC_BACKEND;
+		}
+		return;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(later_sections); i++) {
+		if (strcmp(kind, later_sections[i]) == 0) {
+			set_err(p, p->lineno, "section [%s] is not supported by this version", kind);
+			return;
+		}
+	}
+	set_err(p, p->lineno, "unknown section [%s]", text);
+}
+
+/* One "key = value" of the current section. */
+static int
+handle_kv(struct parser *p, const char *key, const char *value)
+{
+	const struct directive *table;
+	size_t n;
+	int *keyline;
+	void *obj;
+	const char *secname;
+	char secbuf[96];
+
+	switch (p->sec) {
+	case SEC_SERVER:
+		table = server_keys, n = SK_COUNT;
+		keyline = p->server_keyline;
+		obj = p->c;
+		secname = "server";
+		break;
+	case SEC_LISTENER:
+		table = listener_keys, n = LK_COUNT;
+		keyline = p->lx[p->c->nlisteners - 1].keyline;
+		obj = &p->c->listeners[p->c->nlisteners - 1];
+		snprintf(secbuf, sizeof(secbuf), "listener %s", p->c->listeners[p->c->nlisteners - 1].name);
+		secname = secbuf;
+		break;
+	case SEC_BACKEND:
+		table = backend_keys, n = BK_COUNT;
+		keyline = p->bx[p->c->nbackends - 1].keyline;
+		obj = &p->c->backends[p->c->nbackends - 1];
+		snprintf(secbuf, sizeof(secbuf), "backend %s", p->c->backends[p->c->nbackends - 1].name);
+		secname = secbuf;
+		break;
+	default:
+		set_err(p, p->lineno, "key '%s' is outside of any section", key);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(table[i].name, key) != 0)
+			continue;
+		if (keyline[i] != 0) {
+			set_err(p, p->lineno, "duplicate key '%s' in [%s] (first at line %d)",
+				key, secname, keyline[i]);
+			return -1;
+		}
+		keyline[i] = p->lineno;
+		return apply(p, &table[i], obj, value);
+	}
+	set_err(p, p->lineno, "unknown key '%s' in [%s]", key, secname);
+	return -1;
+}
+
+/* inih's callback; the section is tracked by the reader, see below. */
+static int
+ini_cb(void *user, const char *section, const char *name, const char *value)
+{
+	struct parser *p = user;
+
+	(void)section;
+	if (p->err_line >= 0)
+		return 0;
+	if (value == NULL)	/* only with INI_ALLOW_NO_VALUE builds */
+		value = "";
+	return handle_kv(p, name, value) == 0;
+}
+
+/*
+ * A line too long for inih's buffer: split "key = value ; comment"
+ * here the way inih would, rather than refusing long lists.
+ */
+static void
+long_line(struct parser *p, char *s)
+{
+	char *eq = strpbrk(s, "=:"), *v, *e;
+
+	if (eq == NULL) {
+		set_err(p, p->lineno, "syntax error (expected 'key = value' or '[section]')");
+		return;
+	}
+	for (e = eq; e > s && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = '\0';
+	for (v = eq + 1; isspace((unsigned char)*v); v++)
+		;
+	for (e = v; *e; e++) {
+		if (*e == ';' && e > v && isspace((unsigned char)e[-1])) {
+			*e = '\0';
+			break;
+		}
+	}
+	for (e = v + strlen(v); e > v && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = '\0';
+	handle_kv(p, s, v);
+}
+
+/*
+ * fgets-style reader for ini_parse_stream: hands inih exactly one line
+ * per call, so its line count equals ours, and looks at each line first.
+ */
+static char *
+reader(char *str, int num, void *stream)
+{
+	struct parser *p = stream;
+	ssize_t len;
+	char *s, *e;
+
+	/* Stop at the first error: the rest would only add noise. */
+	if (p->err_line >= 0 || num < 2)
+		return NULL;
+	len = getline(&p->buf, &p->bufcap, p->f);
+	if (len < 0)
+		return NULL;
+	p->lineno++;
+	s = p->buf;
+	if ((size_t)len != strlen(s)) {
+		set_err(p, p->lineno, "line contains a NUL byte");
+		return NULL;
+	}
+	if (p->lineno == 1 && memcmp(s, "\xEF\xBB\xBF", 3) == 0)
+		s += 3;
+	/*
+	 * Indentation is dropped: inih would take an indented line for the
+	 * continuation of the previous value, which no key here wants.
+	 */
+	while (isspace((unsigned char)*s))
+		s++;
+	for (e = s + strlen(s); e > s && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = '\0';
+	/* '#' starts a comment after a space too, as the contract promises. */
+	for (e = s; *e; e++) {
+		if (*e == '#' && (e == s || isspace((unsigned char)e[-1]))) {
+			*e = '\0';
+			break;
+		}
+	}
+	if (*s == '[') {
+		char *close = strchr(s, ']');
+		if (close == NULL) {
+			set_err(p, p->lineno, "syntax error: section header without ']'");
+			return NULL;
+		}
+		for (e = close + 1; isspace((unsigned char)*e); e++)
+			;
+		if (*e != '\0' && *e != ';') {
+			set_err(p, p->lineno, "syntax error: text after the section header");
+			return NULL;
+		}
+		*close = '\0';
+		begin_section(p, s + 1);
+		*s = '\0';	/* inih need not see it: we track the section */
+	} else if (*s == ';') {
+		*s = '\0';
+	} else if (strlen(s) + 2 > (size_t)num) {
+		long_line(p, s);
+		*s = '\0';
+	}
+	snprintf(str, (size_t)num, "%s\n", s);
+	return str;
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation                                                          */
+/* ------------------------------------------------------------------ */
+
+static void
+refuse(struct parser *p, int line, const char *key, const char *value)
+{
+	set_err(p, line, "%s = %s is not supported by this version", key, value);
+}
+
+static void
+validate_backend(struct parser *p, unsigned i)
+{
+	struct cfg_backend *b = &p->c->backends[i];
+	int *kl = p->bx[i].keyline;
+
+	if (kl[BK_ADDRESS] == 0)
+		set_err(p, b->line, "backend %s: address is required", b->name);
+	/* Parsed already; refused until the feature exists, never ignored. */
+	if (b->protocol != CFG_PROTO_SMTP)
+		refuse(p, kl[BK_PROTOCOL], "protocol", enum_name_of(protocols, (int)b->protocol));
+	if (b->tls != 0)
+		refuse(p, kl[BK_TLS], "tls", "starttls");
+	if (b->forward_client != CFG_FORWARD_NONE)
+		refuse(p, kl[BK_FORWARD_CLIENT], "forward_client",
+		       enum_name_of(forwards, (int)b->forward_client));
+}
+
+static void
+validate_listener(struct parser *p, unsigned i)
+{
+	struct config *c = p->c;
+	struct cfg_listener *l = &c->listeners[i];
+	struct listener_extra *lx = &p->lx[i];
+	int *kl = lx->keyline;
+
+	if (kl[LK_LISTEN] == 0)
+		set_err(p, l->line, "listener %s: listen is required", l->name);
+	if (l->mode != CFG_MODE_RELAY)
+		refuse(p, kl[LK_MODE], "mode", enum_name_of(modes, (int)l->mode));
+	if (l->tls != CFG_TLS_NONE)
+		refuse(p, kl[LK_TLS], "tls", enum_name_of(listener_tls, (int)l->tls));
+	if (l->require_tls)
+		refuse(p, kl[LK_REQUIRE_TLS], "require_tls", "yes");
+	if (l->proxy_protocol != CFG_PROXY_OFF)
+		refuse(p, kl[LK_PROXY_PROTOCOL], "proxy_protocol",
+		       enum_name_of(proxy_protos, (int)l->proxy_protocol));
+
+	if (l->mode == CFG_MODE_RELAY && kl[LK_RELAY_DOMAINS] == 0)
+		set_err(p, l->line, "listener %s: relay_domains is required in relay mode "
+			"(use '*' to accept any domain)", l->name);
+	for (unsigned j = 0; j < l->nrelay_domains; j++)
+		if (strcmp(l->relay_domains[j], "*") == 0)
+			l->relay_any = 1;
+
+	/* Two sockets cannot share an address, across listeners or within one. */
+	for (unsigned a = 0; a < l->naddrs; a++) {
+		char buf[NET_ADDR_STRLEN];
+		for (unsigned k = 0; k <= i; k++) {
+			struct cfg_listener *o = &c->listeners[k];
+			unsigned end = k == i ? a : o->naddrs;
+			for (unsigned b = 0; b < end; b++) {
+				if (!net_addr_equal(&l->addrs[a], &o->addrs[b]))
+					continue;
+				net_addr_format(&l->addrs[a], buf, sizeof(buf));
+				if (k == i)
+					set_err(p, kl[LK_LISTEN], "listen address %s is given twice", buf);
+				else
+					set_err(p, kl[LK_LISTEN], "listen address %s is already used by listener %s (line %d)",
+						buf, o->name, p->lx[k].keyline[LK_LISTEN]);
+			}
+		}
+	}
+
+	if (kl[LK_BACKENDS] == 0) {
+		l->nbackends = c->nbackends;
+		l->backends = xcalloc(c->nbackends ? c->nbackends : 1, sizeof(unsigned));
+		for (unsigned j = 0; j < c->nbackends; j++)
+			l->backends[j] = j;
+		return;
+	}
+	l->backends = xcalloc(lx->nbackend_names, sizeof(unsigned));
+	for (unsigned j = 0; j < lx->nbackend_names; j++) {
+		const char *want = lx->backend_names[j];
+		unsigned k;
+		for (k = 0; k < c->nbackends; k++)
+			if (strcmp(c->backends[k].name, want) == 0)
+				break;
+		if (k == c->nbackends) {
+			set_err(p, kl[LK_BACKENDS], "listener %s: no [backend %s] in this file", l->name, want);
+			return;
+		}
+		for (unsigned m = 0; m < l->nbackends; m++) {
+			if (l->backends[m] == k) {
+				set_err(p, kl[LK_BACKENDS], "listener %s: backend %s is named twice", l->name, want);
+				return;
+			}
+		}
+		l->backends[l->nbackends++] = k;
+	}
+}
+
+static void
+validate(struct parser *p)
+{
+	struct config *c = p->c;
+	unsigned li = 0, bi = 0;
+
+	/* In file order, so the error reported is the first one in the file. */
+	while (p->err_line < 0 && (li < c->nlisteners || bi < c->nbackends)) {
+		if (bi >= c->nbackends ||
+		    (li < c->nlisteners && c->listeners[li].line < c->backends[bi].line))
+			validate_listener(p, li++);
+		else
+			validate_backend(p, bi++);
+	}
+	if (c->nlisteners == 0)
+		set_err(p, 0, "no [listener NAME] section (at least one is required)");
+	if (c->nbackends == 0)
+		set_err(p, 0, "no [backend NAME] section (at least one is required)");
+}
+
+/* ------------------------------------------------------------------ */
+/* Lifetime                                                            */
+/* ------------------------------------------------------------------ */
+
+static void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	for (unsigned i = 0; i < c->nlisteners; i++) {
+		struct cfg_listener *l = &c->listeners[i];
+		free(l->name);
+		free(l->addrs);
+		free_strv(l->proxy_trusted, l->nproxy_trusted);
+		free_strv(l->relay_domains, l->nrelay_domains);
+		free(l->backends);
+	}
+	free(c->listeners);
+	for (unsigned i = 0; i < c->nbackends; i++) {
+		free(c->backends[i].name);
+		free(c->backends[i].tls_ca);
+	}
+	free(c->backends);
+	free(c->path);
+	free(c->hostname);
+	free(c->log);
+	free(c);
+}
+
+static struct config *
+config_new(const char *path)
+{
+	struct config *c = xcalloc(1, sizeof(*c));
+	char host[256];
+
+	c->path = xstrdup(path);
+	if (gethostname(host, sizeof(host)) < 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	c->hostname = xstrdup(host);
+	c->workers = 0;
+	c->max_message_size = 50ULL << 20;
+	c->max_recipients = 100;
+	c->max_errors = 10;
+	c->timeout_command_ms = 5 * MS_MIN;
+	c->timeout_data_ms = 10 * MS_MIN;
+	c->drain_timeout_ms = 30 * MS_SEC;
+	c->log = xstrdup("stderr");
+	c->log_json = 0;
+	c->log_level = LOG_LVL_INFO;
+	c->refs = 1;
+	return c;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	struct parser p = {
+		.path = path, .err = err, .errlen = errlen, .err_line = -1,
+	};
+	int rc;
+
+	*out = NULL;
+	if (errlen > 0)
+		err[0] = '\0';
+	p.f = fopen(path, "r");
+	if (p.f == NULL) {
+		set_err(&p, 0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	p.c = config_new(path);
+	rc = ini_parse_stream(reader, &p, ini_cb, &p);
+	if (p.err_line < 0 && ferror(p.f))
+		set_err(&p, p.lineno, "read error: %s", strerror(errno));
+	/* inih's own complaint (a line with no '=') if it came first. */
+	if (rc > 0 && (p.err_line < 0 || rc < p.err_line)) {
+		p.err_line = -1;
+		set_err(&p, rc, "syntax error (expected 'key = value' or '[section]')");
+	} else if (rc < 0 && p.err_line < 0) {
+		set_err(&p, 0, "out of memory");
+	}
+	fclose(p.f);
+	free(p.buf);
+
+	if (p.err_line < 0)
+		validate(&p);
+
+	for (unsigned i = 0; i < p.c->nlisteners; i++)
+		free_strv(p.lx[i].backend_names, p.lx[i].nbackend_names);
+	free(p.lx);
+	free(p.bx);
+	if (p.err_line >= 0) {
+		config_free(p.c);
+		return -1;
+	}
+	*out = p.c;
+	return 0;
+}
+
+void
+config_ref(struct config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+}
+
+void
+config_unref(struct config *c)
+{
+	if (c == NULL)
+		return;
+	/* Acquire-release so the last owner sees every other owner's reads done. */
+	if (__atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		config_free(c);
+}

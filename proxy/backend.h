@@ -1,0 +1,117 @@
+/*
+ * backend.h - connections to the backend MTAs and the per-worker pools
+ * that keep them warm. A link is connected, greeted and EHLO'd before a
+ * transaction takes it; it then carries MAIL/RCPT/DATA of one client
+ * transaction at a time, each reply handed to its owner, and goes back
+ * to the pool when the transaction ends. A link whose transaction was
+ * abandoned mid-DATA is closed without the final dot, so the backend
+ * discards the partial message.
+ */
+#ifndef PROXY_BACKEND_H
+#define PROXY_BACKEND_H
+
+#include "conn.h"
+#include "config.h"
+
+/* Capabilities learned from the backend's EHLO reply. */
+enum {
+	BCAP_PIPELINING = 1u << 0,
+	BCAP_SIZE = 1u << 1,
+	BCAP_8BITMIME = 1u << 2,
+	BCAP_SMTPUTF8 = 1u << 3,
+	BCAP_DSN = 1u << 4,
+	BCAP_ENHANCED = 1u << 5,
+	BCAP_XFORWARD = 1u << 6,
+	BCAP_XCLIENT = 1u << 7,
+};
+
+#define BREPLY_MAX 4096
+
+struct bpool;
+struct blink;
+struct bacquire;
+struct worker;
+
+/*
+ * A complete reply from the backend: code and the raw reply text (every
+ * line, CRLF-terminated). code < 0: the link failed (-errno, or
+ * -ETIMEDOUT) before a reply came; text then empty.
+ */
+typedef void blink_reply_fn(struct blink *l, void *owner, int code, const char *text, size_t len);
+/* A link for a transaction, or NULL when no backend could be reached. */
+typedef void blink_ready_fn(void *owner, struct blink *l);
+
+enum blink_state {
+	BL_CONNECTING, BL_GREETING, BL_EHLO, BL_IDLE, BL_BUSY, BL_RSET, BL_CLOSED,
+};
+
+struct blink {
+	struct conn conn;
+	struct bpool *pool;
+	enum blink_state state;
+	unsigned caps;
+	uint64_t max_size;		/* backend's SIZE, 0 = none */
+	struct blink *next_idle;
+	struct timer timer;
+	struct bacquire *acq;		/* acquisition this link is being set up for */
+	/* the transaction that holds the link */
+	void *owner;
+	blink_reply_fn *on_reply;
+	/* reply assembly */
+	char reply[BREPLY_MAX];
+	size_t reply_len;
+	size_t line_start;
+	int overflow;
+	unsigned transactions;
+};
+
+struct bpool {
+	char *name;
+	struct net_addr addr;
+	char addr_str[NET_ADDR_STRLEN];
+	char ehlo[256];			/* our name in EHLO (config hostname) */
+	unsigned weight, max_conns;
+	uint64_t reply_timeout_ms;	/* MAIL/RCPT/DATA replies */
+	uint64_t data_timeout_ms;	/* reply after the final dot */
+	int current_weight;		/* smooth weighted round robin */
+	unsigned nlinks;		/* every link, idle or not */
+	struct blink *idle;
+	unsigned nidle;
+	unsigned caps;			/* from the last successful EHLO */
+	int caps_known;
+	uint64_t down_until_ms;		/* skip after a failure, until then */
+	struct worker *worker;
+	struct bpool *next;
+	/* acquisitions waiting for a link of this pool */
+	struct bacquire *waiters;
+};
+
+/* Pools of one worker, found by (name, address); created on first use. */
+struct bpool *bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cfg);
+/* Opens one link per pool so EHLO capabilities are known early. */
+void bpool_prewarm(struct bpool *p);
+void bpool_close_all(struct worker *w);
+
+/*
+ * Finds a link for a transaction among the listener's backends of cfg,
+ * by weight, round robin, skipping backends that refuse or greet with
+ * 4xx/5xx; ready() is called once, perhaps before this returns, with a
+ * link in BL_BUSY owned by owner, or NULL when none is reachable.
+ * Returns a handle to cancel the wait (NULL when already answered).
+ */
+struct bacquire *backend_acquire(struct worker *w, const struct config *cfg,
+				 const struct cfg_listener *lst, void *owner,
+				 blink_ready_fn *ready);
+void backend_acquire_cancel(struct bacquire *a);
+
+/* Sends a command line (CRLF added) and routes the reply to fn. */
+void blink_command(struct blink *l, const char *line, size_t len, blink_reply_fn *fn,
+		   void *owner, uint64_t timeout_ms);
+/* Sets where the next reply goes (after sending data by other means). */
+void blink_expect(struct blink *l, blink_reply_fn *fn, void *owner, uint64_t timeout_ms);
+/* The transaction ended cleanly: back to the pool (RSET first if dirty). */
+void blink_release(struct blink *l, int dirty);
+/* Abandon: close without the final dot; the backend discards the message. */
+void blink_abort(struct blink *l);
+
+#endif

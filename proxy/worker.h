@@ -1,0 +1,61 @@
+/*
+ * worker.h - one worker thread: its ring, its SO_REUSEPORT listening
+ * sockets, its sessions and its backend pools. Nothing here is shared
+ * with other workers except the config snapshots handed over by main.
+ */
+#ifndef PROXY_WORKER_H
+#define PROXY_WORKER_H
+
+#include <pthread.h>
+#include <semaphore.h>
+#include "acceptor.h"
+#include "config.h"
+#include "ring.h"
+
+struct session;
+struct bpool;
+
+struct wlistener {
+	struct acceptor acc;
+	struct net_addr addr;
+	struct worker *worker;
+	struct wlistener *next;
+	int stopped;
+};
+
+struct worker {
+	unsigned id;
+	pthread_t thread;
+	struct ring ring;
+	int evfd;
+	struct ring_op ev_op;
+	uint64_t ev_val;
+	struct config *cfg;		/* for new sessions; one reference */
+	struct config *pending_cfg;	/* set by main (atomic exchange) */
+	int stop_requested;		/* set by main (atomic) */
+	int stopping;
+	uint64_t drain_deadline_ms;
+	struct timer drain_timer;
+	struct wlistener *listeners;
+	unsigned nlisteners_open;
+	struct bpool *pools;
+	struct session *sessions;	/* doubly linked through session->next/prev */
+	unsigned nsessions;
+	uint64_t txn_counter;
+	uint32_t id_prefix;
+	sem_t *started;
+	int init_status;
+	char init_err[256];
+};
+
+/* Started by main: sets up the ring and listeners, posts started, runs. */
+void *worker_main(void *arg);
+/* From main: wake the worker to look at pending_cfg / stop_requested. */
+void worker_wake(struct worker *w);
+/* Session bookkeeping (session.c calls these). */
+void worker_session_add(struct worker *w, struct session *s);
+void worker_session_del(struct worker *w, struct session *s);
+/* A new transaction id, unique across workers and restarts. */
+void worker_txn_id(struct worker *w, char *buf, size_t len);
+
+#endif
