@@ -42,6 +42,7 @@ static void blink_on_recv(struct conn *c, char *data, size_t len, int bid);
 static void blink_on_eof(struct conn *c, int err);
 static void blink_on_connect(struct conn *c, int res);
 static void blink_on_closed(struct conn *c);
+static void blink_on_drain(struct conn *c);
 static void blink_timeout(struct timer *t);
 static void acquire_next(struct bacquire *a);
 static void pool_link_available(struct bpool *p, struct blink *l);
@@ -67,7 +68,17 @@ static const struct conn_ops blink_ops = {
 	.on_eof = blink_on_eof,
 	.on_connect = blink_on_connect,
 	.on_closed = blink_on_closed,
+	.on_drain = blink_on_drain,
 };
+
+static void
+blink_on_drain(struct conn *c)
+{
+	struct blink *l = c->owner;
+
+	if (l->state == BL_BUSY && l->on_drain)
+		l->on_drain(l->owner);
+}
 
 struct bpool *
 bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cfg)
@@ -165,6 +176,7 @@ blink_fail_owner(struct blink *l, int err)
 	void *owner = l->owner;
 
 	l->on_reply = NULL;
+	l->on_drain = NULL;
 	l->owner = NULL;
 	l->state = BL_CLOSED;
 	blink_set_timer(l, 0);
@@ -436,12 +448,16 @@ blink_expect(struct blink *l, blink_reply_fn *fn, void *owner, uint64_t timeout_
 {
 	l->on_reply = fn;
 	l->owner = owner;
-	blink_set_timer(l, timeout_ms ? timeout_ms : l->pool->reply_timeout_ms);
+	if (timeout_ms == BLINK_NO_TIMEOUT)
+		blink_set_timer(l, 0);
+	else
+		blink_set_timer(l, timeout_ms ? timeout_ms : l->pool->reply_timeout_ms);
 }
 
 void
 blink_release(struct blink *l, int dirty)
 {
+	l->on_drain = NULL;
 	l->on_reply = NULL;
 	l->owner = NULL;
 	l->transactions++;
@@ -461,6 +477,7 @@ blink_release(struct blink *l, int dirty)
 void
 blink_abort(struct blink *l)
 {
+	l->on_drain = NULL;
 	l->on_reply = NULL;
 	l->owner = NULL;
 	l->state = BL_CLOSED;

@@ -26,6 +26,8 @@ enum {
 };
 
 #define BREPLY_MAX 4096
+/* blink_expect timeout meaning "no deadline" (while DATA streams). */
+#define BLINK_NO_TIMEOUT UINT64_MAX
 
 struct bpool;
 struct blink;
@@ -57,6 +59,7 @@ struct blink {
 	/* the transaction that holds the link */
 	void *owner;
 	blink_reply_fn *on_reply;
+	void (*on_drain)(void *owner);	/* send queue emptied (DATA back-pressure) */
 	/* reply assembly */
 	char reply[BREPLY_MAX];
 	size_t reply_len;

@@ -1,0 +1,881 @@
+/*
+ * session.c - the client-facing ESMTP session (see session.h).
+ *
+ * Commands are parsed by smtp_parse (pure) and dispatched through a verb
+ * table; each handler checks sequence and syntax and answers locally, or
+ * hands the rebuilt command to the transaction's backend link and
+ * suspends the command loop (PH_WAIT) until the backend's reply, which
+ * becomes the client's reply. Replies are queued and flushed only when
+ * the loop runs out of buffered input, so a pipelined group's replies
+ * leave in one send (RFC 2920 3.1).
+ *
+ * DATA is cut through: each received buffer is scanned (data_scan) and
+ * queued to the backend by reference, with the Received: header sent
+ * first. Anything ambiguous (bare CR/LF, NUL, over-long line), a size
+ * overrun or a backend failure aborts the backend transaction (closed
+ * without the final dot); the session reads on to the real end of data
+ * and refuses the message. Bytes after the end are commands.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "config.h"
+#include "envelope.h"
+#include "log.h"
+#include "session.h"
+#include "smtp_parse.h"
+#include "worker.h"
+
+#define IN_PAUSE_AT 16384		/* stop reading commands while this much waits */
+#define DATA_HIGH_WATER (512 * 1024)	/* bytes queued to the backend before the client waits */
+#define DATA_MAX_SEGS 8
+#define DRAIN_LINGER_MS 1000
+
+enum link_end { LINK_CLEAN, LINK_DIRTY, LINK_ABORT };
+
+static void session_process(struct session *s);
+static void session_close(struct session *s, const char *reason);
+static void session_data(struct session *s, const char *data, size_t len, int bid);
+static void on_recv(struct conn *c, char *data, size_t len, int bid);
+static void on_eof(struct conn *c, int err);
+static void on_closed(struct conn *c);
+static void on_drain(struct conn *c);
+static void session_timeout(struct timer *t);
+
+static const struct conn_ops session_ops = {
+	.on_recv = on_recv,
+	.on_eof = on_eof,
+	.on_closed = on_closed,
+	.on_drain = on_drain,
+};
+
+static void
+reply(struct session *s, const char *fmt, ...)
+{
+	char buf[1024];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(buf) - 3)
+		n = sizeof(buf) - 3;
+	buf[n++] = '\r';
+	buf[n++] = '\n';
+	conn_write(&s->conn, buf, (size_t)n);
+}
+
+/* A client mistake: counted, and past max_errors the session ends. */
+static void
+reply_error(struct session *s, const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+
+	if (++s->errors > s->cfg->max_errors) {
+		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		session_close(s, "too many errors");
+		return;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	reply(s, "%s", buf);
+}
+
+static void
+relay_reply(struct session *s, const char *text, size_t len, int code)
+{
+	char out[BREPLY_MAX + 64];
+	size_t n = envelope_clean_reply(text, len, out, sizeof(out));
+
+	if (n == 0) {
+		reply(s, "%d %s", code, code >= 500 ? "5.5.0 Error" : code >= 400 ? "4.0.0 Error" : "2.0.0 Ok");
+		return;
+	}
+	conn_write(&s->conn, out, n);
+}
+
+static void
+session_timer(struct session *s, uint64_t ms)
+{
+	timer_arm(&s->w->ring.timers, &s->timer, ms);
+}
+
+static void
+in_append(struct session *s, const char *data, size_t len)
+{
+	if (s->in_len + len > s->in_cap) {
+		size_t cap = s->in_cap ? s->in_cap : 1024;
+		char *p;
+
+		while (cap < s->in_len + len)
+			cap *= 2;
+		p = realloc(s->in, cap);
+		if (p == NULL) {
+			session_close(s, "out of memory");
+			return;
+		}
+		s->in = p;
+		s->in_cap = cap;
+	}
+	memcpy(s->in + s->in_len, data, len);
+	s->in_len += len;
+}
+
+/* ---- transaction ---- */
+
+static void
+txn_log(struct session *s, const char *status, const char *why)
+{
+	struct txn *t = &s->tx;
+	char from[200], r[200];
+
+	log_info("msg id=%s conn=%s client=%s from=<%s> rcpts=%u size=%llu backend=%s status=%s reply=\"%s\" ms=%llu",
+		 t->id, s->id, s->peer_str, log_escape(from, sizeof(from), t->from, strlen(t->from)),
+		 t->rcpts_ok, (unsigned long long)t->bytes, t->backend[0] ? t->backend : "-", status,
+		 log_escape(r, sizeof(r), why, strlen(why)),
+		 (unsigned long long)(timer_now_ms() - t->start_ms));
+}
+
+static void
+txn_end(struct session *s, enum link_end how)
+{
+	struct txn *t = &s->tx;
+
+	if (t->acq)
+		backend_acquire_cancel(t->acq);
+	if (t->link) {
+		if (how == LINK_ABORT)
+			blink_abort(t->link);
+		else
+			blink_release(t->link, how == LINK_DIRTY);
+	}
+	memset(t, 0, sizeof(*t));
+}
+
+/* After an answer from a backend: back to reading commands. */
+static void
+resume_commands(struct session *s)
+{
+	if (s->phase == PH_CLOSING)
+		return;
+	s->phase = PH_CMD;
+	session_process(s);
+}
+
+static void
+on_final_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+	char first[256];
+
+	(void)l;
+	if (code < 0) {
+		s->tx.link = NULL;
+		reply(s, "451 4.4.2 Error: backend failed before accepting the message; try again later");
+		txn_log(s, "tempfail", "backend failed after end of data");
+		txn_end(s, LINK_ABORT);
+		resume_commands(s);
+		return;
+	}
+	relay_reply(s, text, len, code);
+	{
+		size_t n = strcspn(text, "\r\n");
+		if (n > sizeof(first) - 1)
+			n = sizeof(first) - 1;
+		memcpy(first, text, n);
+		first[n] = '\0';
+	}
+	if (code >= 200 && code < 300)
+		s->messages++;
+	txn_log(s, code < 300 ? "sent" : code < 500 ? "deferred" : "bounced", first);
+	txn_end(s, LINK_CLEAN);
+	resume_commands(s);
+}
+
+static void
+on_stream_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	(void)text;
+	(void)len;
+	/* Anything the backend says before our final dot ends its transaction. */
+	if (code >= 0)
+		blink_abort(l);
+	s->tx.link = NULL;
+	if (s->tx.refused == DR_NONE)
+		s->tx.refused = DR_BACKEND;
+	conn_recv_resume(&s->conn);
+}
+
+static void
+on_link_drain(void *owner)
+{
+	struct session *s = owner;
+
+	if (s->phase == PH_DATA)
+		conn_recv_resume(&s->conn);
+}
+
+static void
+data_begin(struct session *s)
+{
+	struct txn *t = &s->tx;
+	struct received_info ri;
+	char hdr[1024];
+	size_t n;
+
+	s->phase = PH_DATA;
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	conn_flush(&s->conn);
+	data_scan_init(&t->scan, DATA_LINE_MAX);
+	memset(&ri, 0, sizeof(ri));
+	ri.helo = s->helo_name;
+	ri.client_ip = s->peer_ip;
+	ri.hostname = s->cfg->hostname;
+	ri.proto = s->esmtp ? "ESMTP" : "SMTP";
+	ri.id = t->id;
+	ri.rcpt = t->rcpts_ok == 1 ? t->first_rcpt : NULL;
+	ri.when = time(NULL);
+	n = envelope_received(&ri, hdr, sizeof(hdr));
+	conn_write(&t->link->conn, hdr, n);
+	t->link->on_drain = on_link_drain;
+	blink_expect(t->link, on_stream_reply, s, BLINK_NO_TIMEOUT);
+	session_timer(s, s->cfg->timeout_data_ms);
+	/* Bytes the client sent right after DATA are message bytes. */
+	if (s->in_len) {
+		size_t left = s->in_len;
+		char *rest = s->in;
+
+		s->in = NULL;
+		s->in_len = s->in_cap = 0;
+		session_data(s, rest, left, -1);
+		free(rest);
+	}
+}
+
+static void
+data_refuse(struct session *s)
+{
+	struct txn *t = &s->tx;
+
+	switch (t->refused) {
+	case DR_SMUGGLE:
+		if (t->scan.flags & (DATA_FLAG_BARE_LF | DATA_FLAG_BARE_CR | DATA_FLAG_NUL)) {
+			reply(s, "550 5.6.0 Error: message refused: bare CR, bare LF or NUL in data (RFC 5321 2.3.8)");
+			txn_log(s, "refused", "bare CR/LF or NUL in data");
+		} else {
+			reply(s, "550 5.6.0 Error: message refused: text line longer than 1000 octets");
+			txn_log(s, "refused", "line too long");
+		}
+		break;
+	case DR_SIZE:
+		reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
+		txn_log(s, "refused", "message too big");
+		break;
+	default:
+		reply(s, "451 4.4.2 Error: backend failed during DATA; message not accepted, try again later");
+		txn_log(s, "tempfail", "backend failed during data");
+		break;
+	}
+	txn_end(s, LINK_ABORT);
+}
+
+static void
+session_data(struct session *s, const char *data, size_t len, int bid)
+{
+	struct txn *t = &s->tx;
+	size_t n = data_scan(&t->scan, data, len);
+
+	t->bytes += n;
+	if (t->refused == DR_NONE) {
+		if (t->scan.flags)
+			t->refused = DR_SMUGGLE;
+		else if (t->bytes > s->cfg->max_message_size + 3)	/* + the final ".\r\n" */
+			t->refused = DR_SIZE;
+		if (t->refused != DR_NONE && t->link) {
+			/* Without the final dot the backend discards what it has. */
+			blink_abort(t->link);
+			t->link = NULL;
+		}
+	}
+	if (t->refused == DR_NONE && t->link) {
+		struct conn *bc = &t->link->conn;
+
+		if (bid >= 0)
+			conn_write_pbuf(bc, data, n, bid);
+		else
+			conn_write(bc, data, n);
+		conn_flush(bc);
+	}
+	if (!t->scan.done) {
+		session_timer(s, s->cfg->timeout_data_ms);
+		/* Bytes and buffers both: many small reads would pin many pool buffers. */
+		if (t->link && (conn_queued(&t->link->conn) > DATA_HIGH_WATER ||
+				t->link->conn.seg_count > DATA_MAX_SEGS))
+			conn_recv_pause(&s->conn);
+		return;
+	}
+	if (n < len)
+		in_append(s, data + n, len - n);
+	timer_cancel(&s->w->ring.timers, &s->timer);
+	if (t->refused == DR_NONE && t->link) {
+		s->phase = PH_WAIT;
+		t->link->on_drain = NULL;
+		blink_expect(t->link, on_final_reply, s, s->cfg->timeout_data_ms);
+		return;
+	}
+	data_refuse(s);
+	resume_commands(s);
+}
+
+static void
+on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	(void)l;
+	if (code < 0) {
+		s->tx.link = NULL;
+		reply(s, "451 4.4.2 Error: backend connection lost; try again later");
+		txn_end(s, LINK_ABORT);
+	} else if (code == 354) {
+		data_begin(s);
+		return;
+	} else {
+		relay_reply(s, text, len, code);
+		txn_end(s, LINK_DIRTY);
+	}
+	resume_commands(s);
+}
+
+static void
+on_rcpt_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	(void)l;
+	if (code < 0) {
+		s->tx.link = NULL;
+		reply(s, "451 4.4.2 Error: backend connection lost; try again later");
+		txn_log(s, "tempfail", "backend lost at RCPT");
+		txn_end(s, LINK_ABORT);
+	} else {
+		relay_reply(s, text, len, code);
+		if (code >= 200 && code < 300)
+			s->tx.rcpts_ok++;
+		else if (s->tx.rcpts_ok == 0)
+			s->tx.first_rcpt[0] = '\0';
+	}
+	resume_commands(s);
+}
+
+static void link_ready(void *owner, struct blink *l);
+
+static void
+on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	if (code < 0) {
+		/* A pooled link can die quietly while idle: try a fresh one. */
+		s->tx.link = NULL;
+		if (++s->tx.mail_attempts < 3) {
+			s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+			return;
+		}
+		reply(s, "451 4.4.1 Error: no backend available; try again later");
+		txn_end(s, LINK_ABORT);
+		resume_commands(s);
+		return;
+	}
+	relay_reply(s, text, len, code);
+	if (code >= 200 && code < 300) {
+		s->tx.active = 1;
+	} else {
+		blink_release(l, 0);
+		s->tx.link = NULL;
+		txn_end(s, LINK_CLEAN);
+	}
+	resume_commands(s);
+}
+
+static void
+link_ready(void *owner, struct blink *l)
+{
+	struct session *s = owner;
+
+	s->tx.acq = NULL;
+	if (l == NULL) {
+		reply(s, "451 4.4.1 Error: no backend available; try again later");
+		log_warn("conn=%s client=%s no backend reachable for MAIL", s->id, s->peer_str);
+		txn_end(s, LINK_CLEAN);
+		resume_commands(s);
+		return;
+	}
+	s->tx.link = l;
+	snprintf(s->tx.backend, sizeof(s->tx.backend), "%s", l->pool->name);
+	blink_command(l, s->tx.mail_line, s->tx.mail_len, on_mail_reply, s, 0);
+}
+
+/* ---- commands ---- */
+
+static int
+dsn_offered(struct session *s)
+{
+	/* DSN is offered only when every backend of the listener has said it supports it. */
+	if (s->lst->nbackends == 0)
+		return 0;
+	for (unsigned i = 0; i < s->lst->nbackends; i++) {
+		struct bpool *p = bpool_get(s->w, &s->cfg->backends[s->lst->backends[i]], s->cfg);
+		if (!p->caps_known || !(p->caps & BCAP_DSN))
+			return 0;
+	}
+	return 1;
+}
+
+static void
+cmd_helo(struct session *s, const struct smtp_cmd *cmd)
+{
+	size_t n = MIN(cmd->arg.len, sizeof(s->helo_name) - 1);
+
+	txn_end(s, LINK_DIRTY);
+	memcpy(s->helo_name, cmd->arg.p, n);
+	s->helo_name[n] = '\0';
+	s->helo = 1;
+	s->esmtp = cmd->verb == SMTP_EHLO;
+	if (!s->esmtp) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	reply(s, "250-%s", s->cfg->hostname);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+	reply(s, "250-8BITMIME");
+	reply(s, "250-SMTPUTF8");
+	if (dsn_offered(s))
+		reply(s, "250-DSN");
+	reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+cmd_mail(struct session *s, const struct smtp_cmd *cmd)
+{
+	struct txn *t = &s->tx;
+	struct env_verdict v;
+	int n;
+
+	if (!s->helo) {
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (t->active) {
+		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	n = envelope_mail(cmd, s->cfg->max_message_size, dsn_offered(s), t->mail_line,
+			  sizeof(t->mail_line), &v);
+	if (n < 0) {
+		if (v.code == 552)
+			reply(s, "552 %s", v.text);
+		else
+			reply_error(s, "%d %s", v.code, v.text);
+		return;
+	}
+	t->mail_len = (size_t)n;
+	t->size_declared = v.size;
+	t->start_ms = timer_now_ms();
+	n = (int)MIN(cmd->path.len, sizeof(t->from) - 1);
+	memcpy(t->from, cmd->path.p, (size_t)n);
+	t->from[n] = '\0';
+	worker_txn_id(s->w, t->id, sizeof(t->id));
+	s->phase = PH_WAIT;
+	t->acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+}
+
+static void
+cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
+{
+	struct txn *t = &s->tx;
+	struct env_verdict v;
+	char line[SMTP_LINE_MAX + 64];
+	int n;
+
+	if (!t->active) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (t->rcpts_ok >= s->cfg->max_recipients) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	if (s->lst->mode == CFG_MODE_RELAY && !s->lst->relay_any) {
+		struct slice d = envelope_domain(cmd->path);
+
+		/* A domain-less <postmaster> is always accepted (RFC 5321 4.5.1). */
+		if (d.len && !envelope_domain_listed(d, s->lst->relay_domains, s->lst->nrelay_domains)) {
+			char esc[300];
+			reply(s, "554 5.7.1 <%s>: Relay access denied",
+			      log_escape(esc, sizeof(esc), cmd->path.p, cmd->path.len));
+			return;
+		}
+	}
+	n = envelope_rcpt(cmd, dsn_offered(s), line, sizeof(line), &v);
+	if (n < 0) {
+		reply_error(s, "%d %s", v.code, v.text);
+		return;
+	}
+	t->rcpts_tried++;
+	if (t->rcpts_ok == 0) {
+		size_t k = MIN(cmd->path.len, sizeof(t->first_rcpt) - 1);
+		memcpy(t->first_rcpt, cmd->path.p, k);
+		t->first_rcpt[k] = '\0';
+	}
+	s->phase = PH_WAIT;
+	blink_command(t->link, line, (size_t)n, on_rcpt_reply, s, 0);
+}
+
+static void
+cmd_data(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	if (!s->tx.active) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->tx.rcpts_ok == 0) {
+		reply_error(s, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	s->phase = PH_WAIT;
+	blink_command(s->tx.link, "DATA", 4, on_data_cmd_reply, s, 0);
+}
+
+static void
+cmd_rset(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	txn_end(s, LINK_DIRTY);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply(s, "221 2.0.0 Bye");
+	session_close(s, "quit");
+}
+
+static void
+cmd_vrfy(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	/* RFC 5321 3.5.3: 252 when the address cannot be checked but will be tried. */
+	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+}
+
+static void
+cmd_expn(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply(s, "502 5.5.1 Error: EXPN not supported");
+}
+
+static void
+cmd_help(struct session *s, const struct smtp_cmd *cmd)
+{
+	(void)cmd;
+	reply(s, "214-2.0.0 Commands supported:");
+	reply(s, "214 2.0.0 HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+}
+
+static void
+cmd_not_implemented(struct session *s, const struct smtp_cmd *cmd)
+{
+	reply_error(s, "502 5.5.1 Error: %s not implemented", smtp_verb_name(cmd->verb));
+}
+
+typedef void cmd_fn(struct session *s, const struct smtp_cmd *cmd);
+
+/* One row per verb; NULL = not recognised in this protocol. */
+static cmd_fn *const cmd_table[SMTP_VERB_COUNT] = {
+	[SMTP_HELO] = cmd_helo,
+	[SMTP_EHLO] = cmd_helo,
+	[SMTP_MAIL] = cmd_mail,
+	[SMTP_RCPT] = cmd_rcpt,
+	[SMTP_DATA] = cmd_data,
+	[SMTP_BDAT] = cmd_not_implemented,
+	[SMTP_RSET] = cmd_rset,
+	[SMTP_NOOP] = cmd_noop,
+	[SMTP_QUIT] = cmd_quit,
+	[SMTP_VRFY] = cmd_vrfy,
+	[SMTP_EXPN] = cmd_expn,
+	[SMTP_HELP] = cmd_help,
+	[SMTP_STARTTLS] = cmd_not_implemented,
+	[SMTP_AUTH] = cmd_not_implemented,
+};
+
+static void
+session_command(struct session *s, const char *line, size_t len)
+{
+	struct smtp_cmd cmd;
+	const char *why = NULL;
+	enum smtp_parse_status st = smtp_parse_line(line, len, &cmd, &why);
+
+	if (s->w->stopping && !s->tx.active && !(st == SMTP_PARSE_OK && cmd.verb == SMTP_QUIT)) {
+		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_close(s, "shutdown");
+		return;
+	}
+	switch (st) {
+	case SMTP_PARSE_OK:
+		break;
+	case SMTP_PARSE_BAD_CHAR:
+		reply_error(s, "500 5.5.2 Error: bad character in command line");
+		return;
+	case SMTP_PARSE_UNKNOWN:
+		reply_error(s, "500 5.5.2 Error: command not recognized");
+		return;
+	case SMTP_PARSE_SYNTAX:
+		if (cmd.verb == SMTP_MAIL)
+			reply_error(s, "501 5.1.7 %s", why ? why : "Bad sender address syntax");
+		else if (cmd.verb == SMTP_RCPT)
+			reply_error(s, "501 5.1.3 %s", why ? why : "Bad recipient address syntax");
+		else
+			reply_error(s, "501 5.5.4 %s", why ? why : "Syntax error");
+		return;
+	}
+	if (cmd.verb >= SMTP_VERB_COUNT || cmd_table[cmd.verb] == NULL) {
+		reply_error(s, "500 5.5.2 Error: command not recognized");
+		return;
+	}
+	cmd_table[cmd.verb](s, &cmd);
+}
+
+static void
+session_process(struct session *s)
+{
+	size_t off = 0;
+
+	if (s->processing)
+		return;
+	s->processing = 1;
+	while (s->phase == PH_CMD) {
+		char line[SMTP_LINE_MAX + 1];
+		char *start = s->in + off;
+		char *nl = s->in_len > off ? memchr(start, '\n', s->in_len - off) : NULL;
+		size_t linelen, n;
+
+		if (nl == NULL) {
+			/* RFC 5321 4.5.3.1.4: 512 octets with CRLF; longer ones are dropped up to LF. */
+			if (s->in_len - off > SMTP_LINE_MAX - 1) {
+				s->discarding = 1;
+				off = s->in_len;
+			}
+			break;
+		}
+		linelen = (size_t)(nl - start) + 1;
+		off += linelen;
+		n = linelen - 1;
+		if (n && start[n - 1] == '\r')
+			n--;
+		/* Counted as if CRLF-terminated, whatever the client used. */
+		if (s->discarding || n + 2 > SMTP_LINE_MAX) {
+			s->discarding = 0;
+			reply_error(s, "500 5.5.2 Error: line too long");
+			continue;
+		}
+		memcpy(line, start, n);
+		line[n] = '\0';
+		session_command(s, line, n);
+	}
+	/* Keep what was not consumed (the next lines of a pipelined group, or a partial line). */
+	if (off) {
+		if (s->in && off < s->in_len)
+			memmove(s->in, s->in + off, s->in_len - off);
+		s->in_len = off < s->in_len ? s->in_len - off : 0;
+	}
+	if (s->phase == PH_CMD) {
+		if (s->in_len == 0 && s->in_cap > 4096) {
+			free(s->in);
+			s->in = NULL;
+			s->in_cap = 0;
+		}
+		if (s->w->stopping && !s->tx.active && s->in_len == 0)
+			session_timer(s, MIN(s->cfg->timeout_command_ms, DRAIN_LINGER_MS));
+		else
+			session_timer(s, s->cfg->timeout_command_ms);
+		conn_flush(&s->conn);
+		conn_recv_resume(&s->conn);
+	} else if (s->phase == PH_WAIT) {
+		timer_cancel(&s->w->ring.timers, &s->timer);
+		if (s->in_len > IN_PAUSE_AT)
+			conn_recv_pause(&s->conn);
+	}
+	s->processing = 0;
+}
+
+/* ---- connection ---- */
+
+static void
+on_recv(struct conn *c, char *data, size_t len, int bid)
+{
+	struct session *s = c->owner;
+
+	switch (s->phase) {
+	case PH_DATA:
+		session_data(s, data, len, bid);
+		break;
+	case PH_CMD:
+		in_append(s, data, len);
+		session_process(s);
+		break;
+	case PH_WAIT:
+		in_append(s, data, len);
+		if (s->in_len > IN_PAUSE_AT)
+			conn_recv_pause(c);
+		break;
+	case PH_CLOSING:
+		break;
+	}
+}
+
+static void
+on_drain(struct conn *c)
+{
+	(void)c;
+}
+
+static void
+on_eof(struct conn *c, int err)
+{
+	struct session *s = c->owner;
+
+	if (s->phase == PH_DATA || (s->phase == PH_WAIT && s->tx.link)) {
+		if (s->tx.id[0])
+			txn_log(s, "aborted", "client disconnected");
+		txn_end(s, LINK_ABORT);
+	}
+	if (s->phase != PH_CLOSING) {
+		s->phase = PH_CLOSING;
+		s->close_reason = err ? "error" : "disconnected";
+		txn_end(s, LINK_DIRTY);
+		timer_cancel(&s->w->ring.timers, &s->timer);
+	}
+	conn_close(c);
+}
+
+static void
+session_close(struct session *s, const char *reason)
+{
+	if (s->phase == PH_CLOSING)
+		return;
+	/* A link still waiting for a reply or inside DATA cannot be reused. */
+	txn_end(s, (s->phase == PH_DATA || s->phase == PH_WAIT) ? LINK_ABORT : LINK_DIRTY);
+	s->phase = PH_CLOSING;
+	s->close_reason = reason;
+	timer_cancel(&s->w->ring.timers, &s->timer);
+	conn_close_after_send(&s->conn);
+}
+
+static void
+on_closed(struct conn *c)
+{
+	struct session *s = c->owner;
+	char helo[100];
+
+	log_info("conn id=%s client=%s listener=%s helo=%s messages=%u errors=%u in=%llu out=%llu ms=%llu reason=%s",
+		 s->id, s->peer_str, s->lst->name,
+		 s->helo ? log_escape(helo, sizeof(helo), s->helo_name, strlen(s->helo_name)) : "-",
+		 s->messages, s->errors, (unsigned long long)c->bytes_in,
+		 (unsigned long long)c->bytes_out, (unsigned long long)(timer_now_ms() - s->start_ms),
+		 s->close_reason ? s->close_reason : "closed");
+	timer_cancel(&s->w->ring.timers, &s->timer);
+	worker_session_del(s->w, s);
+	config_unref(s->cfg);
+	free(s->in);
+	free(s);
+}
+
+static void
+session_timeout(struct timer *t)
+{
+	struct session *s = container_of(t, struct session, timer);
+
+	if (s->w->stopping && s->phase == PH_CMD && !s->tx.active) {
+		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_close(s, "shutdown");
+		return;
+	}
+	if (s->phase == PH_DATA && s->tx.id[0])
+		txn_log(s, "aborted", "data timeout");
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	session_close(s, "timeout");
+}
+
+void
+session_new(struct worker *w, int fd, const struct net_addr *peer,
+	    struct config *cfg, const struct cfg_listener *lst)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	net_set_nodelay(fd);
+	conn_init(&s->conn, &w->ring, fd, &session_ops, s);
+	s->w = w;
+	config_ref(cfg);
+	s->cfg = cfg;
+	s->lst = lst;
+	s->start_ms = timer_now_ms();
+	timer_init(&s->timer, session_timeout);
+	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
+	net_addr_format(peer, s->peer_str, sizeof(s->peer_str));
+	worker_txn_id(w, s->id, sizeof(s->id));
+	worker_session_add(w, s);
+	reply(s, "220 %s ESMTP mxgate", cfg->hostname);
+	conn_flush(&s->conn);
+	session_timer(s, cfg->timeout_command_ms);
+	conn_recv_start(&s->conn);
+}
+
+void
+session_shutdown(struct session *s)
+{
+	if (s->phase == PH_CMD && !s->tx.active && s->in_len == 0) {
+		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_close(s, "shutdown");
+	}
+}
+
+void
+session_kill(struct session *s)
+{
+	if (s->phase == PH_CLOSING) {
+		conn_close(&s->conn);
+		return;
+	}
+	if (s->phase == PH_DATA && s->tx.id[0])
+		txn_log(s, "aborted", "shutdown");
+	reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+	session_close(s, "shutdown");
+}

@@ -1,0 +1,79 @@
+/*
+ * session.h - one client connection: the ESMTP dialog, the transaction
+ * it relays to a backend link, and the DATA stream cut through to that
+ * link. The session owns its conn, its input buffer, its reference to
+ * the config snapshot it started under, and the link while a
+ * transaction holds it.
+ */
+#ifndef PROXY_SESSION_H
+#define PROXY_SESSION_H
+
+#include <netinet/in.h>
+#include "backend.h"
+#include "conn.h"
+#include "data_scan.h"
+#include "smtp_parse.h"
+#include "net.h"
+
+struct worker;
+
+enum session_phase {
+	PH_CMD,		/* reading and answering commands */
+	PH_WAIT,	/* a command waits for a backend (link or reply) */
+	PH_DATA,	/* message bytes stream to the backend */
+	PH_CLOSING,
+};
+
+enum data_refusal { DR_NONE = 0, DR_SMUGGLE, DR_SIZE, DR_BACKEND };
+
+struct txn {
+	int active;			/* MAIL accepted */
+	char id[24];
+	char from[300];
+	char first_rcpt[300];
+	unsigned rcpts_ok, rcpts_tried;
+	uint64_t size_declared;
+	uint64_t bytes;			/* DATA octets from the client */
+	uint64_t start_ms;
+	struct blink *link;
+	struct bacquire *acq;
+	char backend[64];
+	struct data_scan scan;
+	enum data_refusal refused;
+	int mail_attempts;
+	char mail_line[SMTP_LINE_MAX + 64];	/* rebuilt MAIL, kept to retry on another link */
+	size_t mail_len;
+};
+
+struct session {
+	struct conn conn;
+	struct worker *w;
+	struct config *cfg;
+	const struct cfg_listener *lst;
+	struct session *next, *prev;
+	struct timer timer;
+	char id[24];
+	char peer_ip[INET6_ADDRSTRLEN];
+	char peer_str[NET_ADDR_STRLEN];
+	enum session_phase phase;
+	char *in;			/* unprocessed client bytes (commands) */
+	size_t in_len, in_cap;
+	int discarding;			/* skipping the rest of an over-long line */
+	int helo, esmtp;
+	char helo_name[256];
+	unsigned errors, messages;
+	uint64_t start_ms;
+	const char *close_reason;
+	int processing;			/* guard against re-entering the command loop */
+	struct txn tx;
+};
+
+/* Takes ownership of fd; starts the dialog (greeting). */
+void session_new(struct worker *w, int fd, const struct net_addr *peer,
+		 struct config *cfg, const struct cfg_listener *lst);
+/* Worker is stopping: idle sessions get 421 now, busy ones after their transaction. */
+void session_shutdown(struct session *s);
+/* Drain time is over: close whatever is left. */
+void session_kill(struct session *s);
+
+#endif
