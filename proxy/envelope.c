@@ -25,7 +25,7 @@ is_xtext(struct slice s, size_t maxlen)
 	for (size_t i = 0; i < s.len; i++) {
 		unsigned char c = (unsigned char)s.p[i];
 		if (c == '+') {
-			if (i + 2 >= s.len + 0 && i + 2 > s.len - 1 + 1)
+			if (i + 2 >= s.len)
 				return 0;
 			for (int k = 1; k <= 2; k++) {
 				unsigned char h = (unsigned char)s.p[i + (size_t)k];
