@@ -10,7 +10,19 @@
 #include "acceptor.h"
 #include "log.h"
 
+#define ACCEPTOR_RETRY_MS 100
+
 static void acceptor_done(struct ring_op *op, int res, uint32_t flags);
+static void acceptor_arm(struct acceptor *a);
+
+static void
+acceptor_retry(struct timer *t)
+{
+	struct acceptor *a = container_of(t, struct acceptor, retry);
+
+	if (!a->stopping && !a->armed)
+		acceptor_arm(a);
+}
 
 static void
 acceptor_arm(struct acceptor *a)
@@ -31,6 +43,7 @@ acceptor_start(struct acceptor *a, struct ring *r, int listen_fd, acceptor_fn *f
 	a->owner = owner;
 	a->stopping = 0;
 	a->op.cb = acceptor_done;
+	timer_init(&a->retry, acceptor_retry);
 	acceptor_arm(a);
 }
 
@@ -68,7 +81,12 @@ acceptor_done(struct ring_op *op, int res, uint32_t flags)
 			a->on_stopped(a);
 		return;
 	}
-	/* The kernel ended the multishot (EMFILE, ENOMEM...): ask again. */
+	/* Out of descriptors: asking again at once would spin; pending clients wait in the backlog. */
+	if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS) {
+		timer_arm(&a->ring->timers, &a->retry, ACCEPTOR_RETRY_MS);
+		return;
+	}
+	/* The kernel ended the multishot for another reason: ask again. */
 	acceptor_arm(a);
 }
 
@@ -80,6 +98,7 @@ acceptor_stop(struct acceptor *a)
 	if (a->stopping)
 		return;
 	a->stopping = 1;
+	timer_cancel(&a->ring->timers, &a->retry);
 	shutdown(a->fd, SHUT_RDWR);
 	if (!a->armed) {
 		close(a->fd);

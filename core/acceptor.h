@@ -16,6 +16,7 @@ typedef void acceptor_fn(struct acceptor *a, int fd, const struct net_addr *peer
 struct acceptor {
 	struct ring *ring;
 	struct ring_op op;
+	struct timer retry;		/* re-arm later after EMFILE/ENFILE */
 	int fd;
 	int armed, stopping;
 	acceptor_fn *on_accept;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,18 @@ apply_logging(const struct config *cfg)
 		log_error("cannot open log %s: %s (logging to stderr)", cfg->log, strerror(errno));
 	log_set_level((enum log_level)cfg->log_level);
 	log_set_json(cfg->log_json);
+}
+
+/* Every client and backend connection is a descriptor: use all the hard limit allows. */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static void
@@ -115,6 +128,7 @@ main(int argc, char **argv)
 		return 0;
 	}
 	apply_logging(cfg);
+	raise_fd_limit();
 
 	sigemptyset(&set);
 	sigaddset(&set, SIGHUP);
