@@ -1,0 +1,910 @@
+#!/usr/bin/python3
+"""bench_run.py BUILD - the driver behind scripts/bench.sh (`make bench`).
+
+Runs, in one go, on 127.0.0.1 only, with ports found by binding port 0:
+  1. mxload -> mxsink direct, -> mxgate -> mxsink, -> haproxy -> mxsink for
+     1 KB / 100 KB / 1 MB at 1 / 10 / 100 connections (many messages per
+     connection), and at 10 connections with one message per connection;
+     msgs/s, MB/s, ratios to direct, and each proxy's CPU per message
+     (utime+stime of the whole process from /proc/PID/stat);
+  2. mxsink vs Postfix smtp-sink for 1 MB messages, driven by mxload and
+     by smtp-source;
+  3. mxload vs Postfix smtp-source against the same mxsink, no pipelining;
+  4. mxgate's RSS with 10,000 idle client connections.
+Writes BUILD/bench/results.md (also printed) and BUILD/bench/results.json.
+Standard library only. Every process it starts is recorded in
+BUILD/bench/pids ("PID EXE") for bench.sh's EXIT trap, and stopped here.
+"""
+import datetime
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+MiB = 1024 * 1024
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+SKIP_AUTO = os.environ.get("BENCH_SKIP_AUTO", "") not in ("", "0")
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+os.chdir(ROOT)
+BUILD = sys.argv[1] if len(sys.argv) > 1 else "build"
+OUT = os.path.join(BUILD, "bench")
+os.makedirs(OUT, exist_ok=True)
+PIDFILE = os.path.join(OUT, "pids")
+MXGATE = os.path.abspath(os.path.join(BUILD, "mxgate"))
+MXSINK = os.path.abspath(os.path.join(BUILD, "mxsink"))
+MXLOAD = os.path.abspath(os.path.join(BUILD, "mxload"))
+HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None)
+
+
+def postfix_tool(name):
+    for d in ("/usr/sbin", "/usr/bin", "/usr/libexec/postfix"):
+        p = os.path.join(d, name)
+        if os.access(p, os.X_OK):
+            return p
+    return shutil.which(name)
+
+
+SMTP_SINK = postfix_tool("smtp-sink")
+SMTP_SOURCE = postfix_tool("smtp-source")
+
+SIZES = [("1 KB", 1024, "1k"), ("100 KB", 100 * 1024, "100k"), ("1 MB", MiB, "1M")]
+CONNS = [1, 10, 100]
+DURATION = {1024: 4.0, 100 * 1024: 4.0, MiB: 6.0}   # seconds per measured cell
+WARMUP = 0.5                                          # seconds, same parameters
+HARD_DEADLINE = time.monotonic() + 20 * 60            # whole run, whatever happens
+
+warnings = []
+procs = {}          # name -> subprocess.Popen (long-running servers)
+
+
+def log(msg):
+    print("bench: " + msg, file=sys.stderr, flush=True)
+
+
+def warn(msg):
+    warnings.append(msg)
+    log("WARNING: " + msg)
+
+
+def check_deadline():
+    if time.monotonic() > HARD_DEADLINE:
+        raise SystemExit("bench: whole-run deadline (20 min) exceeded")
+
+
+# ------------------------------------------------------------------ /proc
+
+def proc_ticks(pid):
+    """utime+stime of the whole process (all threads, live and exited)."""
+    with open("/proc/%d/stat" % pid) as f:
+        s = f.read()
+    rest = s[s.rfind(")") + 2:].split()
+    return int(rest[11]) + int(rest[12])
+
+
+def sys_busy_ticks():
+    """Busy ticks of all CPUs (iowait counts as idle: io_uring waits show as iowait)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq = v[:7]
+    steal = v[7] if len(v) > 7 else 0
+    return user + nice + system + irq + softirq + steal
+
+
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def nfds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except OSError:
+        return -1
+
+
+# ------------------------------------------------------------------ processes
+
+def free_port():
+    for _ in range(100):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in (2525, 2600):
+            return port
+    raise SystemExit("bench: no free port")
+
+
+def record_pid(pid, exe):
+    with open(PIDFILE, "a") as f:
+        f.write("%d %s\n" % (pid, os.path.realpath(exe)))
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def start(name, argv, port, env=None):
+    """Start a server in the background, wait until it accepts on port."""
+    logpath = os.path.join(OUT, name + ".log")
+    logf = open(logpath, "wb")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                         start_new_session=True, env=env)
+    logf.close()
+    record_pid(p.pid, argv[0])
+    procs[name] = p
+    p.logpath = logpath
+    p.port = port
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            break
+        if port_open(port):
+            return p
+        time.sleep(0.05)
+    stop(name)
+    with open(logpath, errors="replace") as f:
+        tail = f.read()[-2000:]
+    raise SystemExit("bench: %s did not listen on 127.0.0.1:%d; its log:\n%s" % (name, port, tail))
+
+
+def stop(name, grace=5.0):
+    p = procs.pop(name, None)
+    if p is None or p.poll() is not None:
+        return
+    try:
+        p.send_signal(signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    poked = False
+    while time.monotonic() < deadline:
+        if p.poll() is not None:
+            return
+        # mxsink notices SIGTERM only on its next completion: give it one.
+        if not poked and time.monotonic() > deadline - grace + 0.2:
+            poked = True
+            try:
+                socket.create_connection(("127.0.0.1", p.port), timeout=0.5).close()
+            except OSError:
+                pass
+        time.sleep(0.05)
+    p.kill()
+    p.wait()
+    warn("%s (pid %d) did not exit within %.0f s of SIGTERM; killed" % (name, p.pid, grace))
+
+
+def stop_all():
+    for name in list(procs):
+        stop(name, grace=3.0)
+
+
+def run_timed(argv, timeout):
+    """Run a client to completion, bounded; returns (rc, stdout, stderr, cpu_s, wall_s)."""
+    outp = os.path.join(OUT, "client.out")
+    errp = os.path.join(OUT, "client.err")
+    with open(outp, "wb") as o, open(errp, "wb") as e:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=o, stderr=e,
+                             start_new_session=True)
+        record_pid(p.pid, argv[0])
+        deadline = t0 + timeout
+        ru = None
+        status = None
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            if time.monotonic() > deadline:
+                os.kill(p.pid, signal.SIGKILL)
+                pid, status, ru = os.wait4(p.pid, 0)
+                warn("%s killed after %.0f s" % (" ".join(argv[:3]), timeout))
+                break
+            time.sleep(0.005)
+        wall = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    with open(outp, errors="replace") as f:
+        out = f.read()
+    with open(errp, errors="replace") as f:
+        err = f.read()
+    return p.returncode, out, err, ru.ru_utime + ru.ru_stime, wall
+
+
+# ------------------------------------------------------------------ measuring
+
+class Meter:
+    """CPU of the watched processes and of the whole machine over an interval."""
+
+    def __init__(self, **pids):
+        self.pids = {k: v for k, v in pids.items() if v}
+
+    def __enter__(self):
+        self.t0 = {k: proc_ticks(v) for k, v in self.pids.items()}
+        self.s0 = sys_busy_ticks()
+        return self
+
+    def __exit__(self, *exc):
+        self.cpu = {k: (proc_ticks(v) - self.t0[k]) / CLK_TCK for k, v in self.pids.items()}
+        self.sys = (sys_busy_ticks() - self.s0) / CLK_TCK
+        return False
+
+
+def mxload_argv(port, conns, size_arg, seconds=None, messages=None, per_conn=0):
+    argv = [MXLOAD, "--target", "127.0.0.1:%d" % port, "--connections", str(conns),
+            "--size", size_arg, "--json", "--timeout", "20s"]
+    if seconds is not None:
+        argv += ["--duration", "%dms" % int(seconds * 1000)]
+    else:
+        argv += ["--messages", str(messages)]
+    if per_conn:
+        argv += ["--per-connection", str(per_conn)]
+    return argv
+
+
+def parse_mxload(rc, out, err, what):
+    try:
+        j = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        warn("%s: mxload exited %d without a JSON report: %s" % (what, rc, (err or out).strip()[-300:]))
+        return None
+    bad = {k: j.get(k, 0) for k in ("refused_total", "rcpt_refused", "connect_errors",
+                                    "disconnects", "timeouts")}
+    bad = {k: v for k, v in bad.items() if v}
+    if j.get("accepted", 0) != j.get("sent", 0) or bad or j.get("accepted", 0) == 0:
+        warn("%s: sent %s accepted %s %s %s" % (what, j.get("sent"), j.get("accepted"),
+                                                 bad, j.get("refused", {})))
+        j["_failed"] = True
+    return j
+
+
+accepted_by_sink = {}   # sink name -> messages accepted by clients (warm-ups included)
+
+
+def count_to(sink, n):
+    accepted_by_sink[sink] = accepted_by_sink.get(sink, 0) + (n or 0)
+
+
+def mxload_cell(what, port, conns, size, size_arg, per_conn, sink, proxy_pid=None, sink_pid=None):
+    """Warm up, then one measured mxload run; returns a result dict."""
+    check_deadline()
+    dur = DURATION[size] * SCALE
+    rc, out, err, _, _ = run_timed(mxload_argv(port, conns, size_arg, seconds=WARMUP, per_conn=per_conn),
+                                   WARMUP + 40)
+    w = parse_mxload(rc, out, err, what + " (warm-up)")
+    count_to(sink, w and w.get("accepted"))
+    with Meter(proxy=proxy_pid, sink=sink_pid) as m:
+        rc, out, err, load_cpu, wall = run_timed(
+            mxload_argv(port, conns, size_arg, seconds=dur, per_conn=per_conn), dur + 60)
+    j = parse_mxload(rc, out, err, what)
+    r = {"what": what, "conns": conns, "size": size, "per_connection": per_conn,
+         "wall_s": round(wall, 3), "loader_cpu_s": round(load_cpu, 3),
+         "proxy_cpu_s": m.cpu.get("proxy"), "sink_cpu_s": m.cpu.get("sink"),
+         "machine_busy_s": round(m.sys, 2), "mxload": j, "ok": bool(j) and not j.get("_failed")}
+    if j:
+        count_to(sink, j.get("accepted"))
+        r["msgs_per_s"] = j["msgs_per_s"]
+        r["mb_per_s"] = j["mb_per_s"]
+        r["accepted"] = j["accepted"]
+        if proxy_pid and j["accepted"]:
+            r["proxy_cpu_ms_per_msg"] = m.cpu["proxy"] * 1000.0 / j["accepted"]
+        known = load_cpu + sum(m.cpu.values())
+        r["other_cpu_s"] = round(max(0.0, m.sys - known), 2)
+    log("%-34s %9s msgs/s %9s MB/s  cpu load %.2f proxy %s sink %s other %s (s)" % (
+        what, r.get("msgs_per_s"), r.get("mb_per_s"), load_cpu,
+        "%.2f" % m.cpu["proxy"] if "proxy" in m.cpu else "-",
+        "%.2f" % m.cpu["sink"] if "sink" in m.cpu else "-", r.get("other_cpu_s")))
+    return r
+
+
+def sink_totals(name):
+    """Stop an mxsink and parse its totals line (after SIGTERM it prints them)."""
+    p = procs.get(name)
+    if p is None:
+        return None
+    logpath = p.logpath
+    stop(name)
+    try:
+        with open(logpath, errors="replace") as f:
+            for line in f:
+                if line.startswith("mxsink: connections="):
+                    return {k: int(v) for k, v in (x.split("=") for x in line.split()[1:])}
+    except OSError:
+        pass
+    return None
+
+
+# ------------------------------------------------------------------ configs
+
+def mxgate_conf(name, port, sink_port, workers):
+    path = os.path.abspath(os.path.join(OUT, name + ".conf"))
+    with open(path, "w") as f:
+        f.write("""; generated by scripts/bench_run.py
+[server]
+hostname = bench.mxgate.test
+workers = %s
+max_message_size = 50M
+drain_timeout = 2s
+log_level = warn
+
+[listener bench]
+listen = 127.0.0.1:%d
+relay_domains = *
+
+[backend sink]
+address = 127.0.0.1:%d
+max_connections = 1000
+""" % (workers, port, sink_port))
+    rc = subprocess.run([MXGATE, "-t", "-c", path], stdin=subprocess.DEVNULL,
+                        capture_output=True, text=True, timeout=10)
+    if rc.returncode != 0:
+        raise SystemExit("bench: generated %s rejected: %s" % (path, rc.stdout + rc.stderr))
+    return path
+
+
+def haproxy_conf(port, sink_port):
+    path = os.path.abspath(os.path.join(OUT, "haproxy.cfg"))
+    with open(path, "w") as f:
+        f.write("""# generated by scripts/bench_run.py: a blind TCP hop in front of mxsink
+global
+    nbthread 1
+    maxconn 5000
+
+defaults
+    mode tcp
+    no log
+    maxconn 5000
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+
+frontend bench
+    bind 127.0.0.1:%d
+    default_backend sink
+
+backend sink
+    server sink 127.0.0.1:%d
+""" % (port, sink_port))
+    rc = subprocess.run([HAPROXY, "-c", "-q", "-f", path], stdin=subprocess.DEVNULL,
+                        capture_output=True, text=True, timeout=10)
+    if rc.returncode != 0:
+        raise SystemExit("bench: generated %s rejected: %s" % (path, rc.stdout + rc.stderr))
+    return path
+
+
+# ------------------------------------------------------------------ sections
+
+def section_proxies(res):
+    sink_port = free_port()
+    start("mxsink", [MXSINK, "--listen", "127.0.0.1:%d" % sink_port, "--quiet"], sink_port)
+    sink_pid = procs["mxsink"].pid
+    targets = [("direct", sink_port, None)]
+    gport = free_port()
+    start("mxgate", [MXGATE, "-c", mxgate_conf("mxgate", gport, sink_port, 1)], gport)
+    targets.append(("mxgate", gport, procs["mxgate"].pid))
+    if HAPROXY:
+        hport = free_port()
+        start("haproxy", [HAPROXY, "-db", "-f", haproxy_conf(hport, sink_port)], hport)
+        targets.append(("haproxy", hport, procs["haproxy"].pid))
+    else:
+        warn("haproxy not installed: the haproxy columns are skipped (scripts/install-deps.sh installs it)")
+    if not SKIP_AUTO:
+        aport = free_port()
+        start("mxgate-auto", [MXGATE, "-c", mxgate_conf("mxgate-auto", aport, sink_port, "auto")], aport)
+        targets.append(("mxgate-auto", aport, procs["mxgate-auto"].pid))
+
+    grid = [(s, c, 0) for s in SIZES for c in CONNS] + [(s, 10, 1) for s in SIZES]
+    cells = []
+    for (label, size, size_arg), conns, per_conn in grid:
+        row = {"size_label": label, "size": size, "conns": conns, "per_connection": per_conn}
+        # Side by side: the modes of one cell run back to back.
+        for mode, port, ppid in targets:
+            what = "%s %s x%d%s" % (mode, label, conns, " 1/conn" if per_conn else "")
+            row[mode] = mxload_cell(what, port, conns, size, size_arg, per_conn, "mxsink",
+                                    proxy_pid=ppid, sink_pid=sink_pid)
+        cells.append(row)
+    res["proxies"] = {"cells": cells, "modes": [t[0] for t in targets],
+                      "clk_tck": CLK_TCK}
+    for name in ("mxgate", "mxgate-auto", "haproxy"):
+        p = procs.get(name)
+        if p is not None and p.poll() is not None:
+            warn("%s exited during the run (status %s); see %s" % (name, p.returncode, p.logpath))
+        stop(name)
+    tot = sink_totals("mxsink")
+    res["proxies"]["mxsink_totals"] = tot
+    res["proxies"]["accepted_by_clients"] = accepted_by_sink.get("mxsink", 0)
+    if tot is None:
+        warn("mxsink printed no totals on exit (cannot cross-check delivered messages)")
+    elif tot["messages"] != accepted_by_sink.get("mxsink", 0):
+        warn("mxsink counted %d messages, the clients had %d accepted" % (
+            tot["messages"], accepted_by_sink.get("mxsink", 0)))
+    for name in ("mxgate", "mxgate-auto", "haproxy"):
+        path = os.path.join(OUT, name + ".log")
+        if os.path.exists(path) and os.path.getsize(path) > 0:
+            with open(path, errors="replace") as f:
+                lines = f.read().splitlines()
+            res["proxies"][name + "_log_lines"] = len(lines)
+            if name.startswith("mxgate") and lines:
+                warn("%s logged %d lines at log_level=warn, e.g. %s" % (name, len(lines), lines[0][:200]))
+
+
+def smtp_source_run(port, sessions, msgs, length, per_session, what):
+    argv = [SMTP_SOURCE, "-s", str(sessions), "-m", str(msgs), "-l", str(length),
+            "-f", "loader@example.test", "-t", "user1@example.test"]
+    if per_session:
+        argv.append("-d")
+    argv.append("127.0.0.1:%d" % port)
+    rc, out, err, cpu, wall = run_timed(argv, 120)
+    ok = rc == 0 and not err.strip()
+    if not ok:
+        warn("%s: smtp-source exit %d: %s" % (what, rc, err.strip()[-300:]))
+    return {"argv": argv[1:], "rc": rc, "ok": ok, "messages": msgs, "wall_s": round(wall, 3),
+            "loader_cpu_s": round(cpu, 3), "msgs_per_s": msgs / wall if wall > 0 else 0.0,
+            "mb_per_s": msgs * length / MiB / wall if wall > 0 else 0.0}
+
+
+def smtp_source_cell(port, sessions, length, per_session, what, sink, sink_pid, seconds):
+    """smtp-source sends a fixed count: calibrate on a short run, then aim for `seconds`."""
+    check_deadline()
+    probe = 100 if length >= MiB else (400 if length >= 100 * 1024 else 2000)
+    c = smtp_source_run(port, sessions, probe, length, per_session, what + " (calibration)")
+    if c["ok"]:
+        count_to(sink, probe)
+    n = int(min(max(c["msgs_per_s"] * seconds, probe), 500000))
+    with Meter(sink=sink_pid) as m:
+        r = smtp_source_run(port, sessions, n, length, per_session, what)
+    if r["ok"]:
+        count_to(sink, n)
+    r.update({"what": what, "sink_cpu_s": m.cpu.get("sink"), "machine_busy_s": round(m.sys, 2)})
+    r["other_cpu_s"] = round(max(0.0, m.sys - r["loader_cpu_s"] - (m.cpu.get("sink") or 0)), 2)
+    log("%-34s %9.1f msgs/s %9.2f MB/s  cpu load %.2f sink %s other %s (s)" % (
+        what, r["msgs_per_s"], r["mb_per_s"], r["loader_cpu_s"],
+        "%.2f" % m.cpu["sink"] if "sink" in m.cpu else "-", r["other_cpu_s"]))
+    return r
+
+
+def section_sinks(res):
+    """mxsink vs Postfix smtp-sink, 1 MB messages, 10 connections, many per connection."""
+    out = {"size": MiB, "connections": 10, "rows": []}
+    res["sinks"] = out
+    sinks = []
+    p = free_port()
+    start("mxsink-2", [MXSINK, "--listen", "127.0.0.1:%d" % p, "--quiet"], p)
+    sinks.append(("mxsink", "mxsink-2", p))
+    if SMTP_SINK:
+        p = free_port()
+        # As root smtp-sink must drop privileges (-u); backlog 1024.
+        start("smtp-sink", [SMTP_SINK, "-u", "nobody", "127.0.0.1:%d" % p, "1024"], p)
+        sinks.append(("smtp-sink", "smtp-sink", p))
+    else:
+        warn("Postfix smtp-sink not installed: the smtp-sink column of section 2 is skipped")
+    if not SMTP_SOURCE:
+        warn("Postfix smtp-source not installed: the smtp-source rows are skipped")
+    dur = DURATION[MiB] * SCALE
+    for sink_label, name, port in sinks:
+        spid = procs[name].pid
+        r = mxload_cell("mxload -> %s 1 MB x10" % sink_label, port, 10, MiB, "1M", 0, name,
+                        sink_pid=spid)
+        r.update({"driver": "mxload", "sink": sink_label})
+        out["rows"].append(r)
+        if SMTP_SOURCE:
+            r = smtp_source_cell(port, 10, MiB, True, "smtp-source -> %s 1 MB x10" % sink_label,
+                                 name, spid, dur)
+            r.update({"driver": "smtp-source", "sink": sink_label})
+            out["rows"].append(r)
+    stop("smtp-sink")
+    tot = sink_totals("mxsink-2")
+    out["mxsink_totals"] = tot
+    if tot and tot["messages"] != accepted_by_sink.get("mxsink-2", 0):
+        warn("mxsink (section 2) counted %d messages, the clients had %d accepted" % (
+            tot["messages"], accepted_by_sink.get("mxsink-2", 0)))
+
+
+def section_loaders(res):
+    """mxload vs smtp-source, 1 KB, 10 sessions, no pipelining, same mxsink."""
+    out = {"size": 1024, "connections": 10, "rows": []}
+    res["loaders"] = out
+    p = free_port()
+    start("mxsink-3", [MXSINK, "--listen", "127.0.0.1:%d" % p, "--quiet"], p)
+    spid = procs["mxsink-3"].pid
+    dur = DURATION[1024] * SCALE
+    for per_conn, label in ((1, "1 msg/connection"), (0, "many msgs/connection")):
+        row = {"mode": label, "per_connection": per_conn}
+        row["mxload"] = mxload_cell("mxload 1 KB x10 %s" % label, p, 10, 1024, "1k", per_conn,
+                                    "mxsink-3", sink_pid=spid)
+        if SMTP_SOURCE:
+            row["smtp-source"] = smtp_source_cell(p, 10, 1024, per_conn == 0,
+                                                  "smtp-source 1 KB x10 %s" % label,
+                                                  "mxsink-3", spid, dur)
+        out["rows"].append(row)
+    tot = sink_totals("mxsink-3")
+    out["mxsink_totals"] = tot
+    if tot and tot["messages"] != accepted_by_sink.get("mxsink-3", 0):
+        warn("mxsink (section 3) counted %d messages, the clients had %d accepted" % (
+            tot["messages"], accepted_by_sink.get("mxsink-3", 0)))
+
+
+def section_idle(res, n=10000):
+    """mxgate (workers = auto) RSS before and with n idle client connections."""
+    out = {"connections_wanted": n}
+    res["idle"] = out
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + 1024
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(need, soft), max(need, hard)))
+        except (ValueError, OSError):
+            pass
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        n = max(0, soft - 1024)
+        warn("RLIMIT_NOFILE is %d: only %d idle connections" % (soft, n))
+    out["connections_wanted"] = n
+    sport = free_port()
+    start("mxsink-4", [MXSINK, "--listen", "127.0.0.1:%d" % sport, "--quiet"], sport)
+    gport = free_port()
+    # mxgate inherits this process's descriptor limit (raised above).
+    start("mxgate-idle", [MXGATE, "-c", mxgate_conf("mxgate-idle", gport, sport, "auto")], gport)
+    gpid = procs["mxgate-idle"].pid
+    # Warm it up so that the baseline includes the buffer rings and backend pool.
+    rc, o, e, _, _ = run_timed(mxload_argv(gport, 10, "1k", seconds=1.0), 40)
+    parse_mxload(rc, o, e, "idle-test warm-up")
+    time.sleep(0.5)
+    out["rss_before_kb"] = vm_rss_kb(gpid)
+    out["fds_before"] = nfds(gpid)
+
+    sel = selectors.DefaultSelector()
+    socks = []
+    state = {}
+    established = 0
+    failed = 0
+    deadline = time.monotonic() + 90
+    batch = 500
+    try:
+        i = 0
+        while i < n and time.monotonic() < deadline:
+            group = []
+            for _ in range(min(batch, n - i)):
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.setblocking(False)
+                err = s.connect_ex(("127.0.0.1", gport))
+                if err not in (0, 115):     # EINPROGRESS
+                    failed += 1
+                    s.close()
+                    continue
+                socks.append(s)
+                group.append(s)
+                state[s] = [b"", 0]         # buffer, phase 0 banner / 1 EHLO reply / 2 idle
+                sel.register(s, selectors.EVENT_READ)
+                i += 1
+            pending = len(group)
+            while pending and time.monotonic() < deadline:
+                for key, _ in sel.select(timeout=1.0):
+                    s = key.fileobj
+                    st = state[s]
+                    try:
+                        data = s.recv(4096)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        data = b""
+                    if not data:
+                        failed += 1
+                        pending -= 1
+                        sel.unregister(s)
+                        st[1] = -1
+                        continue
+                    st[0] += data
+                    if st[1] == 0 and b"\r\n" in st[0]:
+                        if not st[0].startswith(b"220"):
+                            failed += 1
+                            pending -= 1
+                            sel.unregister(s)
+                            st[1] = -1
+                            continue
+                        st[0] = b""
+                        st[1] = 1
+                        s.send(b"EHLO idle.example.test\r\n")
+                    elif st[1] == 1 and st[0].endswith(b"\r\n"):
+                        last = st[0].rstrip(b"\r\n").split(b"\r\n")[-1]
+                        if last[:4] == b"250 ":
+                            st[1] = 2
+                            pending -= 1
+                            established += 1
+                            sel.unregister(s)
+        out["connections_established"] = established
+        out["connections_failed"] = failed
+        if established < n:
+            warn("idle test: %d of %d connections got through banner and EHLO" % (established, n))
+        time.sleep(1.0)
+        out["rss_with_idle_kb"] = vm_rss_kb(gpid)
+        out["fds_with_idle"] = nfds(gpid)
+        # Still open? A readable idle socket means mxgate closed it (or wrote).
+        probe = selectors.DefaultSelector()
+        for s in socks:
+            if state[s][1] == 2:
+                probe.register(s, selectors.EVENT_READ)
+        dropped = len(probe.select(timeout=0)) if established else 0
+        probe.close()
+        out["dropped_while_idle"] = dropped
+        if dropped:
+            warn("idle test: mxgate closed or wrote to %d idle connections" % dropped)
+        if established:
+            out["kb_per_connection"] = (out["rss_with_idle_kb"] - out["rss_before_kb"]) / established
+    finally:
+        sel.close()
+        for s in socks:
+            s.close()
+    time.sleep(1.0)
+    out["rss_after_close_kb"] = vm_rss_kb(gpid)
+    log("idle: RSS %d kB -> %d kB with %d connections (%.2f kB each), %d kB after close" % (
+        out["rss_before_kb"], out.get("rss_with_idle_kb", 0), established,
+        out.get("kb_per_connection", 0.0), out["rss_after_close_kb"]))
+    stop("mxgate-idle")
+    stop("mxsink-4")
+
+
+# ------------------------------------------------------------------ report
+
+def f(v, nd=1):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if nd == "ms":
+            return "%.3f" % v
+        return "%.*f" % (nd, v)
+    return str(v)
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return "-"
+    return "%.2f" % (a / b)
+
+
+
+def foreign(row, modes):
+    """Most CPU (cores) used by other processes during any run of the row."""
+    v = [(row[m].get("other_cpu_s") or 0) / row[m]["wall_s"] for m in modes
+         if row.get(m) and row[m].get("wall_s")]
+    return "%.2f" % max(v) if v else "-"
+
+
+def report(res):
+    L = []
+    meta = res["meta"]
+    L.append("# mxgate benchmark results")
+    L.append("")
+    L.append("Command: `make bench` (= `scripts/bench.sh %s`), %s; %s, %d CPUs, kernel %s; %s; %s. "
+             "Loopback only, all processes on the same %d CPUs; one run, so treat differences "
+             "under ~10-15 %% as noise." % (BUILD, meta["date"], meta["cpu_model"], NCPU,
+                                             meta["kernel"], meta["haproxy"], meta["postfix"], NCPU))
+    L.append("")
+    if warnings:
+        L.append("**Warnings**")
+        L.append("")
+        for w in warnings:
+            L.append("- WARNING: " + w)
+        L.append("")
+
+    P = res.get("proxies")
+    if P:
+        modes = P["modes"]
+        has_h = "haproxy" in modes
+        has_a = "mxgate-auto" in modes
+        L.append("## 1. Direct vs through mxgate vs through haproxy (mxload -> [proxy] -> mxsink)")
+        L.append("")
+        L.append("mxgate: `workers = 1`, `log_level = warn`; haproxy: TCP mode, `nbthread 1`, `no log`. "
+                 "mxload: one thread, no PIPELINING, %s s per cell (1 MB: %s s) after a %.1f s warm-up. "
+                 "MB/s are MiB/s of message bytes. CPU = utime+stime of the whole proxy process "
+                 "(/proc/PID/stat, CLK_TCK %d) over the run / messages accepted. "
+                 "\"msgs/conn\": many = all messages over the same connections; 1 = a new client "
+                 "connection per message. \"foreign CPU\": the most CPU (in cores) that processes other than "
+                 "mxload, the proxy and mxsink used during any run of the row: high values mean the "
+                 "row was measured on a busy machine." % (f(DURATION[1024] * SCALE), f(DURATION[MiB] * SCALE),
+                                              WARMUP, CLK_TCK))
+        L.append("")
+        hdr = ["size", "conns", "msgs/conn", "direct msgs/s", "direct MB/s",
+               "mxgate msgs/s", "mxgate MB/s", "mxgate/direct"]
+        if has_h:
+            hdr += ["haproxy msgs/s", "haproxy MB/s", "haproxy/direct"]
+        hdr += ["mxgate CPU ms/msg"]
+        if has_h:
+            hdr += ["haproxy CPU ms/msg", "mxgate/haproxy CPU"]
+        hdr += ["foreign CPU"]
+        L.append("| " + " | ".join(hdr) + " |")
+        L.append("|" + "---|" * len(hdr))
+        for row in P["cells"]:
+            d, g, h = row.get("direct"), row.get("mxgate"), row.get("haproxy")
+            cols = [row["size_label"], str(row["conns"]), "1" if row["per_connection"] else "many",
+                    f(d.get("msgs_per_s")), f(d.get("mb_per_s")),
+                    f(g.get("msgs_per_s")), f(g.get("mb_per_s")),
+                    ratio(g.get("msgs_per_s"), d.get("msgs_per_s"))]
+            if has_h:
+                cols += [f(h.get("msgs_per_s")), f(h.get("mb_per_s")),
+                         ratio(h.get("msgs_per_s"), d.get("msgs_per_s"))]
+            cols += [f(g.get("proxy_cpu_ms_per_msg"), "ms")]
+            if has_h:
+                cols += [f(h.get("proxy_cpu_ms_per_msg"), "ms"),
+                         ratio(g.get("proxy_cpu_ms_per_msg"), h.get("proxy_cpu_ms_per_msg"))]
+            cols += [foreign(row, [m for m in modes if m != "mxgate-auto"])]
+            L.append("| " + " | ".join(cols) + " |")
+            for m in modes:
+                c = row.get(m)
+                if c and not c.get("ok"):
+                    L.append("| **WARNING** | %s | %s | %s had refused/failed messages or no report: see warnings | |" % (
+                        row["conns"], "1" if row["per_connection"] else "many", m))
+        L.append("")
+        if has_a:
+            L.append("mxgate with `workers = auto` (%d workers), same cells:" % NCPU)
+            L.append("")
+            L.append("| size | conns | msgs/conn | msgs/s | MB/s | /direct | CPU ms/msg |%s" % (
+                " /haproxy CPU |" if has_h else ""))
+            L.append("|---|---|---|---|---|---|---|%s" % ("---|" if has_h else ""))
+            for row in P["cells"]:
+                a, d, h = row.get("mxgate-auto"), row.get("direct"), row.get("haproxy")
+                cols = [row["size_label"], str(row["conns"]), "1" if row["per_connection"] else "many",
+                        f(a.get("msgs_per_s")), f(a.get("mb_per_s")),
+                        ratio(a.get("msgs_per_s"), d.get("msgs_per_s")),
+                        f(a.get("proxy_cpu_ms_per_msg"), "ms")]
+                if has_h:
+                    cols.append(ratio(a.get("proxy_cpu_ms_per_msg"), h.get("proxy_cpu_ms_per_msg")))
+                L.append("| " + " | ".join(cols) + " |")
+            L.append("")
+        L.append("Where the CPU went (CPU-seconds per wall second of each measured run, %d CPUs in all): "
+                 "mxload / proxy / mxsink / everything else on the machine." % NCPU)
+        L.append("")
+        L.append("| size | conns | msgs/conn | " + " | ".join(modes) + " |")
+        L.append("|---|---|---|" + "---|" * len(modes))
+        for row in P["cells"]:
+            cols = [row["size_label"], str(row["conns"]), "1" if row["per_connection"] else "many"]
+            for m in modes:
+                c = row.get(m) or {}
+                w = c.get("wall_s") or 0
+                if not w:
+                    cols.append("-")
+                    continue
+                parts = [c.get("loader_cpu_s"), c.get("proxy_cpu_s"), c.get("sink_cpu_s"), c.get("other_cpu_s")]
+                cols.append(" / ".join("-" if v is None else "%.2f" % (v / w) for v in parts))
+            L.append("| " + " | ".join(cols) + " |")
+        L.append("")
+        tot = P.get("mxsink_totals")
+        if tot:
+            L.append("mxsink counted %d messages over the section; the clients had %d accepted "
+                     "(warm-ups included)." % (tot["messages"], P.get("accepted_by_clients", 0)))
+            L.append("")
+
+    S = res.get("sinks")
+    if S:
+        L.append("## 2. mxsink vs Postfix smtp-sink, 1 MB messages, 10 connections")
+        L.append("")
+        L.append("Same driver against each sink, many messages per connection "
+                 "(mxload; smtp-source `-s 10 -d -l 1048576`). Goal: mxsink >= 3x smtp-sink MB/s.")
+        L.append("")
+        L.append("| driver | sink | msgs/s | MB/s | sink CPU (cores) | driver CPU (cores) |")
+        L.append("|---|---|---|---|---|---|")
+        by = {}
+        for r in S["rows"]:
+            w = r.get("wall_s") or 1
+            by[(r["driver"], r["sink"])] = r
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                r["driver"], r["sink"], f(r.get("msgs_per_s")), f(r.get("mb_per_s")),
+                "-" if r.get("sink_cpu_s") is None else "%.2f" % (r["sink_cpu_s"] / w),
+                "%.2f" % (r.get("loader_cpu_s", 0) / w)))
+        L.append("")
+        for drv in ("mxload", "smtp-source"):
+            a, b = by.get((drv, "mxsink")), by.get((drv, "smtp-sink"))
+            if a and b:
+                L.append("- driven by %s: mxsink / smtp-sink MB/s = **%s** (goal >= 3)" % (
+                    drv, ratio(a.get("mb_per_s"), b.get("mb_per_s"))))
+        L.append("")
+
+    D = res.get("loaders")
+    if D:
+        L.append("## 3. mxload vs Postfix smtp-source, 1 KB, 10 sessions, no PIPELINING, against one mxsink")
+        L.append("")
+        L.append("smtp-source `-s 10 -l 1024 -m N` (one message per connection) and with `-d` (all "
+                 "messages over the same sessions); N calibrated for about %s s. Goal: mxload >= smtp-source." % f(DURATION[1024] * SCALE))
+        L.append("")
+        L.append("| mode | mxload msgs/s | smtp-source msgs/s | mxload/smtp-source | mxload CPU ms/msg | smtp-source CPU ms/msg |")
+        L.append("|---|---|---|---|---|---|")
+        for row in D["rows"]:
+            a, b = row.get("mxload") or {}, row.get("smtp-source") or {}
+
+            def perm(c, n):
+                return "%.3f" % (c["loader_cpu_s"] * 1000.0 / n) if c and n else "-"
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                row["mode"], f(a.get("msgs_per_s")), f(b.get("msgs_per_s")) if b else "skipped",
+                ratio(a.get("msgs_per_s"), b.get("msgs_per_s")),
+                perm(a, a.get("accepted")), perm(b, b.get("messages"))))
+        L.append("")
+
+    I = res.get("idle")
+    if I and "rss_before_kb" in I:
+        L.append("## 4. mxgate memory with idle client connections")
+        L.append("")
+        L.append("mxgate `workers = auto`, warmed up; each client connection read the banner, sent EHLO, "
+                 "read the reply, then idled. Goal: < 20 KB per connection.")
+        L.append("")
+        L.append("| idle connections | VmRSS before | VmRSS with them | per connection | VmRSS after close | fds open |")
+        L.append("|---|---|---|---|---|---|")
+        L.append("| %d | %d kB | %d kB | **%s kB** | %d kB | %d |" % (
+            I.get("connections_established", 0), I["rss_before_kb"], I.get("rss_with_idle_kb", 0),
+            f(I.get("kb_per_connection"), 2), I.get("rss_after_close_kb", 0), I.get("fds_with_idle", 0)))
+        L.append("")
+    return "\n".join(L) + "\n"
+
+
+def meta():
+    def first(cmd):
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "n/a"
+    cpu = "n/a"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    hv = first([HAPROXY, "-v"]) if HAPROXY else "haproxy: not installed"
+    pv = first(["dpkg-query", "-W", "-f=postfix ${Version}", "postfix"])
+    if not (SMTP_SINK and SMTP_SOURCE):
+        pv = "postfix smtp-sink/smtp-source: not installed"
+    return {"date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "kernel": os.uname().release,
+            "cpu_model": cpu, "haproxy": hv.replace("HAProxy version ", "haproxy ").split(" - ")[0],
+            "postfix": pv, "cpus": NCPU, "clk_tck": CLK_TCK, "scale": SCALE}
+
+
+def main():
+    def on_term(sig, frame):
+        raise SystemExit(128 + sig)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    res = {"meta": meta()}
+    t0 = time.monotonic()
+    try:
+        log("1/4 direct / mxgate / haproxy")
+        section_proxies(res)
+        log("2/4 mxsink vs smtp-sink")
+        section_sinks(res)
+        log("3/4 mxload vs smtp-source")
+        section_loaders(res)
+        log("4/4 idle connections")
+        section_idle(res)
+    finally:
+        stop_all()
+        res["warnings"] = warnings
+        res["meta"]["elapsed_s"] = round(time.monotonic() - t0, 1)
+        with open(os.path.join(OUT, "results.json"), "w") as fh:
+            json.dump(res, fh, indent=1, default=str)
+    md = report(res)
+    md += "\nWhole run: %.0f s. Raw figures: %s/results.json.\n" % (res["meta"]["elapsed_s"], OUT)
+    with open(os.path.join(OUT, "results.md"), "w") as fh:
+        fh.write(md)
+    sys.stdout.write(md)
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
