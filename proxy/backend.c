@@ -657,3 +657,20 @@ bpool_close_all(struct worker *w)
 		}
 	}
 }
+
+void
+bpool_destroy_all(struct worker *w)
+{
+	while (w->pools) {
+		struct bpool *p = w->pools;
+
+		w->pools = p->next;
+		while (p->waiters) {
+			struct bacquire *a = p->waiters;
+			p->waiters = a->next;
+			free(a);
+		}
+		free(p->name);
+		free(p);
+	}
+}

@@ -94,6 +94,8 @@ struct bpool *bpool_get(struct worker *w, const struct cfg_backend *b, const str
 /* Opens one link per pool so EHLO capabilities are known early. */
 void bpool_prewarm(struct bpool *p);
 void bpool_close_all(struct worker *w);
+/* At worker exit, once every link has closed: frees the pools. */
+void bpool_destroy_all(struct worker *w);
 
 /*
  * Finds a link for a transaction among the listener's backends of cfg,

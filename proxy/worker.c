@@ -20,8 +20,12 @@
 #include "worker.h"
 
 #define WORKER_RING_ENTRIES 2048
+#ifndef WORKER_PBUFS
 #define WORKER_PBUFS 512
+#endif
+#ifndef WORKER_PBUF_SIZE
 #define WORKER_PBUF_SIZE (64 * 1024)
+#endif
 #define WORKER_BACKLOG 4096
 #define DRAIN_GRACE_MS 2000
 
@@ -277,6 +281,7 @@ worker_main(void *arg)
 	if (w->evfd >= 0)
 		worker_ev_arm(w);
 	ring_run(&w->ring, worker_turn, w);
+	bpool_destroy_all(w);
 	ring_destroy(&w->ring);
 	if (w->evfd >= 0)
 		close(w->evfd);

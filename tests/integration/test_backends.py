@@ -1,0 +1,264 @@
+"""
+The backend pool: no backend reachable, a dead or unwilling backend next
+to a healthy one, a backend that fails in the middle of DATA, and the
+weighted round-robin split.
+"""
+
+import re
+import smtplib
+import socket
+import threading
+import time
+import unittest
+
+from harness import (CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate_config,
+                     make_message, start_mxgate, start_mxsink)
+
+
+def enhanced(reply):
+    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
+    return m.group(1).decode() if m else None
+
+
+class FakeBackend:
+    """
+    A tiny SMTP server on 127.0.0.1 with scripted faults:
+      mode "close_mid_data": closes the connection after close_after bytes of DATA;
+      mode "greet_421": greets with 421 and closes.
+    Records what it saw. Stopped by the test's cleanup.
+    """
+
+    def __init__(self, test, mode, close_after=1000):
+        self.mode = mode
+        self.close_after = close_after
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.data_bytes = 0
+        self.final_dot_seen = False
+        self.transactions = 0
+        self.stop = threading.Event()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.1)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.close)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.lsock.close()
+        with self.lock:
+            for s in self.conns:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                self.conns.append(s)
+            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+
+    def serve(self, s):
+        s.settimeout(0.2)
+        try:
+            if self.mode == "greet_421":
+                s.sendall(b"421 4.3.2 fake backend not available\r\n")
+                s.close()
+                return
+            s.sendall(b"220 fake.backend ESMTP\r\n")
+            buf = b""
+            in_data = False
+            data_seen = 0
+            tail = b""
+            while not self.stop.is_set():
+                try:
+                    chunk = s.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    continue
+                if not chunk:
+                    return
+                if in_data:
+                    with self.lock:
+                        self.data_bytes += len(chunk)
+                    data_seen += len(chunk)
+                    if (tail + chunk).find(b"\r\n.\r\n") >= 0:
+                        with self.lock:
+                            self.final_dot_seen = True
+                    tail = (tail + chunk)[-4:]
+                    if data_seen >= self.close_after:
+                        s.close()
+                        return
+                    continue
+                buf += chunk
+                while b"\n" in buf and not in_data:
+                    line, buf = buf.split(b"\n", 1)
+                    verb = line.strip().split(b" ")[0].upper()
+                    if verb in (b"EHLO", b"LHLO"):
+                        s.sendall(b"250-fake.backend\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                                  b"250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE 104857600\r\n")
+                    elif verb == b"HELO":
+                        s.sendall(b"250 fake.backend\r\n")
+                    elif verb == b"MAIL":
+                        with self.lock:
+                            self.transactions += 1
+                        s.sendall(b"250 2.1.0 ok\r\n")
+                    elif verb == b"RCPT":
+                        s.sendall(b"250 2.1.5 ok\r\n")
+                    elif verb == b"DATA":
+                        s.sendall(b"354 go ahead\r\n")
+                        in_data = True
+                        if buf:
+                            with self.lock:
+                                self.data_bytes += len(buf)
+                            data_seen += len(buf)
+                            buf = b""
+                    elif verb == b"QUIT":
+                        s.sendall(b"221 2.0.0 bye\r\n")
+                        s.close()
+                        return
+                    else:  # RSET NOOP XFORWARD ...
+                        s.sendall(b"250 2.0.0 ok\r\n")
+        except OSError:
+            return
+
+
+class Backends(MxTestCase):
+    def test_backend_down(self):
+        dead = free_port()
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [dead]))
+        c = self.open_session(gate)
+        t0 = time.monotonic()
+        r = c.cmd("MAIL FROM:<a@example.test>", timeout=30)
+        self.assertEqual(r.code, 451, r)
+        self.assertEqual(enhanced(r), "4.4.1", r)
+        self.assertLess(time.monotonic() - t0, 15 * SCALE)
+        # the session goes on
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+
+    def deliver_all(self, gate, sink, n_conn=10, per_conn=3):
+        sent = {}
+        for i in range(n_conn):
+            s = smtplib.SMTP("127.0.0.1", gate.port, local_hostname="client.example.test",
+                             timeout=30 * SCALE)
+            try:
+                for j in range(per_conn):
+                    frm = "c%d-m%d@example.test" % (i, j)
+                    msg = make_message(subject=frm, body=b"body %d %d\r\n" % (i, j))
+                    self.assertEqual(s.sendmail(frm, ["b@example.test"], msg), {})
+                    sent[frm] = msg
+                s.quit()
+            finally:
+                s.close()
+        stored = sink.assert_stored(self, len(sent))
+        by_from = {m["mail_from"]: m for m in stored}
+        for frm, msg in sent.items():
+            self.assertIn(frm, by_from)
+            self.assertDeliveredExact(by_from[frm], msg)
+
+    def test_one_backend_refuses_connections(self):
+        dead = free_port()
+        sink = start_mxsink(self)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [dead, sink]))
+        self.deliver_all(gate, sink)
+
+    def test_one_backend_greets_421(self):
+        fake = FakeBackend(self, "greet_421")
+        sink = start_mxsink(self)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [fake.port, sink]))
+        self.deliver_all(gate, sink)
+        self.assertEqual(fake.transactions, 0)
+
+    def test_backend_closes_mid_data(self):
+        fake = FakeBackend(self, "close_mid_data", close_after=2000)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [fake.port]))
+        c = self.open_session(gate)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        body = (b"0123456789" * 99 + CRLF) * 300  # ~300 KB
+        wire = dot_stuff(make_message(body=body))
+        try:
+            c.send(wire)
+        except ConnectionError:
+            pass  # mxgate may stop reading once it has answered
+        r = c.reply(timeout=30)
+        self.assertEqual(r.code, 451, r)
+        self.assertEqual(enhanced(r), "4.4.2", r)
+        time.sleep(0.3)
+        self.assertGreater(fake.data_bytes, 0, "the backend got no DATA bytes at all")
+        self.assertFalse(fake.final_dot_seen, "the backend saw the end of data")
+
+    def test_backend_closes_mid_data_then_healthy_again(self):
+        # after a failure, the next transaction on the same session can use
+        # another (healthy) backend
+        fake = FakeBackend(self, "close_mid_data", close_after=1000)
+        sink = start_mxsink(self)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [{"address": fake.port, "weight": 1},
+                                                     {"address": sink, "weight": 1}]))
+        results = []
+        for i in range(6):
+            c = self.open_session(gate)
+            # large enough that the fake backend's first read cannot hold the end of data
+            msg = make_message(subject="try %d" % i, body=(b"x" * 500 + CRLF) * 600)
+            try:
+                r = self.send_message(c, "a%d@example.test" % i, ["b@example.test"], dot_stuff(msg),
+                                      expect_final=None)
+            except Closed:
+                self.fail("mxgate closed the session instead of answering 451")
+            results.append(r.code)
+            self.assertIn(r.code, (250, 451), r)
+            if r.code == 451:
+                self.assertEqual(enhanced(r), "4.4.2", r)
+            c.cmd("QUIT")
+        self.assertIn(250, results)
+        stored = sink.assert_stored(self, results.count(250))
+        self.assertFalse(fake.final_dot_seen)
+        self.assertEqual(len(stored), results.count(250))
+
+    def test_weights(self):
+        s1 = start_mxsink(self, name="sink-w1")
+        s3 = start_mxsink(self, name="sink-w3")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [{"address": s1, "weight": 1},
+                                                     {"address": s3, "weight": 3}]))
+        n = 0
+        for i in range(10):
+            s = smtplib.SMTP("127.0.0.1", gate.port, local_hostname="client.example.test",
+                             timeout=30 * SCALE)
+            try:
+                for j in range(20):
+                    msg = make_message(subject="w %d %d" % (i, j))
+                    self.assertEqual(s.sendmail("a@example.test", ["b@example.test"], msg), {})
+                    n += 1
+                s.quit()
+            finally:
+                s.close()
+        deadline = time.monotonic() + 10 * SCALE
+        while s1.count() + s3.count() < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        c1, c3 = s1.count(), s3.count()
+        self.assertEqual(c1 + c3, n, (c1, c3))
+        self.assertTrue(0.15 * n <= c1 <= 0.35 * n, "weight 1:3 gave %d:%d" % (c1, c3))
+
+
+if __name__ == "__main__":
+    unittest.main()
