@@ -464,9 +464,14 @@ conn_close_after_send(struct conn *c)
 void
 conn_ring_turn(struct ring *r)
 {
-	/* Give freed buffers to conns that found none. */
-	while (r->starved && r->pbufs && r->pbufs->avail) {
+	/* Give freed buffers to conns that found none: no more than there are
+	 * buffers, or the rest would only fail with ENOBUFS again. */
+	unsigned budget = r->pbufs ? r->pbufs->avail : 0;
+
+	while (r->starved && budget) {
 		struct conn *c = r->starved;
+
+		budget--;
 		r->starved = c->next_starved;
 		c->starved = 0;
 		conn_arm_recv(c);

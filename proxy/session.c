@@ -31,8 +31,12 @@
 #include "worker.h"
 
 #define IN_PAUSE_AT 16384		/* stop reading commands while this much waits */
-#define DATA_HIGH_WATER (512 * 1024)	/* bytes queued to the backend before the client waits */
-#define DATA_MAX_SEGS 8
+#ifndef DATA_HIGH_WATER
+#define DATA_HIGH_WATER (256 * 1024)	/* bytes queued to the backend before the client waits */
+#endif
+#ifndef DATA_MAX_SEGS
+#define DATA_MAX_SEGS 16
+#endif
 #define DRAIN_LINGER_MS 1000
 
 enum link_end { LINK_CLEAN, LINK_DIRTY, LINK_ABORT };
@@ -290,6 +294,22 @@ data_refuse(struct session *s)
 	txn_end(s, LINK_ABORT);
 }
 
+/*
+ * Back-pressure: the client is not read while its backend is behind.
+ * Bytes and buffers both count (many small reads would pin many pool
+ * buffers), and when the worker's pool runs low each session may hold
+ * only a couple, so one slow backend cannot starve every other session.
+ */
+static int
+data_backlogged(const struct session *s, const struct conn *bc)
+{
+	const struct pbuf_pool *p = s->w->ring.pbufs;
+
+	if (conn_queued(bc) > DATA_HIGH_WATER || bc->seg_count > DATA_MAX_SEGS)
+		return 1;
+	return p->avail < p->nbufs / 4 && bc->seg_count >= 2;
+}
+
 static void
 session_data(struct session *s, const char *data, size_t len, int bid)
 {
@@ -319,9 +339,7 @@ session_data(struct session *s, const char *data, size_t len, int bid)
 	}
 	if (!t->scan.done) {
 		session_timer(s, s->cfg->timeout_data_ms);
-		/* Bytes and buffers both: many small reads would pin many pool buffers. */
-		if (t->link && (conn_queued(&t->link->conn) > DATA_HIGH_WATER ||
-				t->link->conn.seg_count > DATA_MAX_SEGS))
+		if (t->link && data_backlogged(s, &t->link->conn))
 			conn_recv_pause(&s->conn);
 		return;
 	}

