@@ -31,6 +31,7 @@
 #include "worker.h"
 
 #define IN_PAUSE_AT 16384		/* stop reading commands while this much waits */
+#define OUT_PAUSE_AT 65536		/* a client that does not read its replies is not read either */
 #ifndef DATA_HIGH_WATER
 #define DATA_HIGH_WATER (256 * 1024)	/* bytes queued to the backend before the client waits */
 #endif
@@ -695,7 +696,7 @@ session_process(struct session *s)
 	if (s->processing)
 		return;
 	s->processing = 1;
-	while (s->phase == PH_CMD) {
+	while (s->phase == PH_CMD && conn_queued(&s->conn) < OUT_PAUSE_AT) {
 		char line[SMTP_LINE_MAX + 1];
 		char *start = s->in + off;
 		char *nl = s->in_len > off ? memchr(start, '\n', s->in_len - off) : NULL;
@@ -741,7 +742,13 @@ session_process(struct session *s)
 		else
 			session_timer(s, s->cfg->timeout_command_ms);
 		conn_flush(&s->conn);
-		conn_recv_resume(&s->conn);
+		if (conn_queued(&s->conn) >= OUT_PAUSE_AT) {
+			/* Resumed by on_drain once the client has read its replies. */
+			s->out_blocked = 1;
+			conn_recv_pause(&s->conn);
+		} else {
+			conn_recv_resume(&s->conn);
+		}
 	} else if (s->phase == PH_WAIT) {
 		timer_cancel(&s->w->ring.timers, &s->timer);
 		if (s->in_len > IN_PAUSE_AT)
@@ -778,7 +785,13 @@ on_recv(struct conn *c, char *data, size_t len, int bid)
 static void
 on_drain(struct conn *c)
 {
-	(void)c;
+	struct session *s = c->owner;
+
+	if (s->out_blocked) {
+		s->out_blocked = 0;
+		if (s->phase == PH_CMD)
+			session_process(s);
+	}
 }
 
 static void

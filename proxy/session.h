@@ -65,6 +65,7 @@ struct session {
 	uint64_t start_ms;
 	const char *close_reason;
 	int processing;			/* guard against re-entering the command loop */
+	int out_blocked;		/* replies piled up unread: input waits */
 	struct txn tx;
 };
 
