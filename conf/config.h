@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stddef.h>
 #include "net.h"
+#include "cidr.h"
 
 enum cfg_mode { CFG_MODE_RELAY = 0, CFG_MODE_SUBMISSION };
 enum cfg_tls { CFG_TLS_NONE = 0, CFG_TLS_STARTTLS, CFG_TLS_IMPLICIT };
@@ -28,6 +29,8 @@ struct cfg_listener {
 	enum cfg_proxy_proto proxy_protocol;	/* default off */
 	char **proxy_trusted;		/* CIDR strings, default "127.0.0.0/8", "::1/128" */
 	unsigned nproxy_trusted;
+	struct cidr_list proxy_trusted_nets;	/* the same, parsed */
+	uint64_t proxy_timeout_ms;	/* deadline for the PROXY header: timeout_command capped at 10s */
 	char **relay_domains;		/* lower-cased; required in relay mode */
 	unsigned nrelay_domains;
 	int relay_any;			/* relay_domains contains '*' */
@@ -46,6 +49,39 @@ struct cfg_backend {
 	int tls_verify;			/* default yes */
 	char *tls_ca;			/* may be NULL */
 	enum cfg_forward forward_client;	/* default none */
+};
+
+/* [redis]: absent = the embedded in-process store. */
+struct cfg_redis {
+	int enabled;			/* the section is present */
+	struct net_addr addr;		/* address = host:port | unix:/path (default 127.0.0.1:6379) */
+	char *password;			/* NULL or "" = no AUTH */
+	char *key_prefix;		/* default "mxgate:" */
+	uint64_t timeout_ms;		/* default 100ms */
+	int on_failure_tempfail;	/* on_failure = allow (0, default) | tempfail (1) */
+};
+
+/* A COUNT/DURATION rate; count 0 = that limit is off. */
+struct cfg_rate {
+	unsigned count;
+	uint64_t per_ms;
+};
+
+/* [limits]: absent = no limits (enabled 0). Per client IP, IPv6 per ipv6_prefix. */
+struct cfg_limits {
+	int enabled;
+	struct cfg_rate connection_rate;
+	unsigned concurrency;		/* 0 = off */
+	struct cfg_rate message_rate;
+	struct cfg_rate recipient_rate;
+	struct cfg_rate auth_failure_rate;
+	unsigned ipv6_prefix;		/* default 64, 1..128 */
+};
+
+/* [access]: trusted networks skip limits (and DNSBL); denied ones are refused at connect. */
+struct cfg_access {
+	struct cidr_list allow;
+	struct cidr_list deny;
 };
 
 struct config {
@@ -67,6 +103,10 @@ struct config {
 	unsigned nlisteners;
 	struct cfg_backend *backends;	/* at least one */
 	unsigned nbackends;
+
+	struct cfg_redis redis;
+	struct cfg_limits limits;
+	struct cfg_access access;
 
 	int refs;			/* atomic; see config_ref */
 };

@@ -1,0 +1,67 @@
+/*
+ * store.h - the shared counters behind the per-client limits, with two
+ * implementations chosen by the config: the embedded store (no [redis]:
+ * an in-process table shared by the workers, entries expire) and Redis
+ * (hiredis async on the worker's ring, one atomic Lua call per check,
+ * so several mxgate instances share one set of limits).
+ *
+ * Every check answers through a callback, at once (embedded) or later
+ * (Redis), with the owner and token it was given; store_forget(owner)
+ * guarantees no callback reaches an owner that is going away.
+ */
+#ifndef PROXY_STORE_H
+#define PROXY_STORE_H
+
+#include <stdint.h>
+#include "config.h"
+#include "ring.h"
+
+enum store_verdict {
+	STORE_ALLOW = 0,
+	STORE_DENY,
+	STORE_FAIL,	/* the store could not answer in time: the caller applies on_failure */
+};
+
+typedef void store_done_fn(void *owner, uint64_t token, enum store_verdict v);
+
+struct store_shared;	/* one per process and config: the embedded table, or Redis settings */
+struct store;		/* one per worker */
+
+/* From main, per config snapshot. NULL with err on failure. */
+struct store_shared *store_shared_new(const struct config *cfg, char *err, size_t errlen);
+void store_shared_free(struct store_shared *sh);
+
+/* In the worker thread. Redis: connects (and reconnects with backoff) on the ring. */
+struct store *store_worker_new(struct store_shared *sh, struct ring *r);
+void store_worker_free(struct store *st);
+
+/*
+ * Counts one event of kind ("conn", "msg", "rcpt", "authfail") for key in
+ * a fixed window of window_ms; ALLOW while the count is <= limit. Exact:
+ * with any number of workers or instances, a window admits limit events,
+ * never limit + 1. Every key written has a TTL.
+ */
+void store_rate(struct store *st, const char *kind, const char *key, unsigned limit,
+		uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
+
+/*
+ * Concurrency by leases that expire: acquire adds lease_id for key if
+ * fewer than limit unexpired leases exist (ALLOW) else DENY; the holder
+ * refreshes it every ttl/3 and releases it at close. A crashed instance
+ * stops refreshing, so its leases expire after ttl_ms.
+ */
+void store_lease_acquire(struct store *st, const char *key, const char *lease_id, unsigned limit,
+			 uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token);
+void store_lease_refresh(struct store *st, const char *key, const char *lease_id, uint64_t ttl_ms);
+void store_lease_release(struct store *st, const char *key, const char *lease_id);
+
+/* No callback will reach owner after this returns. */
+void store_forget(struct store *st, void *owner);
+
+/* Counters for logs/metrics/bench: checks made, store round trips, failures. */
+struct store_stats {
+	uint64_t checks, roundtrips, failures, reconnects;
+};
+void store_stats(const struct store *st, struct store_stats *out);
+
+#endif
