@@ -12,7 +12,7 @@ V       ?= 0
 CFLAGS  := -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE \
            -Icore -Iconf -Iproxy -Ibench -MMD -MP $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN)
-LIBS    := -luring -linih -lpthread -lm
+LIBS    := -luring -linih -lhiredis -lpthread -lm
 ifeq ($(SAN),)
 LIBS    += -ljemalloc
 endif
