@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 #include "backend.h"
+#include "envelope.h"
 #include "log.h"
 #include "mem.h"
 #include "worker.h"
@@ -101,6 +102,7 @@ bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cf
 	/* The newest config's limits win; old sessions share the pool. */
 	snprintf(p->ehlo, sizeof(p->ehlo), "%s", cfg->hostname);
 	p->weight = b->weight ? b->weight : 1;
+	p->forward = b->forward_client;
 	p->max_conns = b->max_connections ? b->max_connections : 100;
 	p->reply_timeout_ms = cfg->timeout_command_ms;
 	p->data_timeout_ms = cfg->timeout_data_ms;
@@ -304,8 +306,13 @@ blink_parse_caps(struct blink *l)
 			else if (KW("SMTPUTF8")) l->caps |= BCAP_SMTPUTF8;
 			else if (KW("DSN")) l->caps |= BCAP_DSN;
 			else if (KW("ENHANCEDSTATUSCODES")) l->caps |= BCAP_ENHANCED;
-			else if (KW("XFORWARD")) l->caps |= BCAP_XFORWARD;
-			else if (KW("XCLIENT")) l->caps |= BCAP_XCLIENT;
+			else if (KW("XFORWARD")) {
+				l->caps |= BCAP_XFORWARD;
+				l->xforward_attrs = envelope_forward_attrs(kw + 8, n - 8);
+			} else if (KW("XCLIENT")) {
+				l->caps |= BCAP_XCLIENT;
+				l->xclient_attrs = envelope_forward_attrs(kw + 7, n - 7);
+			}
 			else if (KW("SIZE")) {
 				l->caps |= BCAP_SIZE;
 				l->max_size = n > 5 ? strtoull(kw + 5, NULL, 10) : 0;
@@ -463,6 +470,14 @@ blink_release(struct blink *l, int dirty)
 	l->transactions++;
 	if (l->state != BL_BUSY)
 		return;
+	if (l->no_reuse) {
+		/* Its session identity is another client's now: not for the pool. */
+		l->state = BL_CLOSED;
+		blink_set_timer(l, 0);
+		conn_write(&l->conn, "QUIT\r\n", 6);
+		conn_close_after_send(&l->conn);
+		return;
+	}
 	if (dirty) {
 		/* An abandoned MAIL/RCPT state must not leak into the next client's transaction. */
 		l->state = BL_RSET;

@@ -66,6 +66,9 @@ struct blink {
 	size_t line_start;
 	int overflow;
 	unsigned transactions;
+	unsigned xforward_attrs;	/* FWD_* the backend lists after XFORWARD */
+	unsigned xclient_attrs;		/* ... and after XCLIENT */
+	int no_reuse;			/* XCLIENT changed its identity: close after use */
 };
 
 struct bpool {
@@ -74,6 +77,7 @@ struct bpool {
 	char addr_str[NET_ADDR_STRLEN];
 	char ehlo[256];			/* our name in EHLO (config hostname) */
 	unsigned weight, max_conns;
+	enum cfg_forward forward;	/* pass the real client: none | xclient | xforward */
 	uint64_t reply_timeout_ms;	/* MAIL/RCPT/DATA replies */
 	uint64_t data_timeout_ms;	/* reply after the final dot */
 	int current_weight;		/* smooth weighted round robin */

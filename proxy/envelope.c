@@ -261,6 +261,92 @@ envelope_clean_reply(const char *in, size_t len, char *out, size_t outlen)
 	return o;
 }
 
+unsigned
+envelope_forward_attrs(const char *words, size_t len)
+{
+	static const struct { const char *name; unsigned bit; } names[] = {
+		{ "NAME", FWD_NAME }, { "ADDR", FWD_ADDR }, { "PORT", FWD_PORT },
+		{ "PROTO", FWD_PROTO }, { "HELO", FWD_HELO }, { "LOGIN", FWD_LOGIN },
+	};
+	const char *p = words, *end = words + len;
+	unsigned bits = 0;
+
+	while (p < end) {
+		const char *w;
+
+		while (p < end && *p == ' ')
+			p++;
+		w = p;
+		while (p < end && *p != ' ')
+			p++;
+		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (strlen(names[i].name) == (size_t)(p - w) && strncasecmp(w, names[i].name, (size_t)(p - w)) == 0)
+				bits |= names[i].bit;
+	}
+	return bits;
+}
+
+/* RFC 3461 4: bytes outside "!".."~", and '+' and '=', become "+HH". */
+static int
+append_xtext(char *out, size_t outlen, size_t *pos, const char *v)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *v; v++) {
+		unsigned char ch = (unsigned char)*v;
+		if (ch < 33 || ch > 126 || ch == '+' || ch == '=') {
+			char enc[3] = { '+', hex[ch >> 4], hex[ch & 15] };
+			if (append(out, outlen, pos, enc, 3) < 0)
+				return -1;
+		} else if (append(out, outlen, pos, (const char *)&ch, 1) < 0) {
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+append_attr(char *out, size_t outlen, size_t *pos, const char *name, const char *prefix, const char *v)
+{
+	if (append(out, outlen, pos, " ", 1) < 0 || append(out, outlen, pos, name, strlen(name)) < 0 ||
+	    append(out, outlen, pos, "=", 1) < 0 ||
+	    (prefix && append(out, outlen, pos, prefix, strlen(prefix)) < 0))
+		return -1;
+	return append_xtext(out, outlen, pos, v);
+}
+
+int
+envelope_forward_line(const char *verb, unsigned attrs, const struct forward_info *fi,
+		      char *out, size_t outlen)
+{
+	char port[16];
+	size_t pos = 0;
+
+	if (append(out, outlen, &pos, verb, strlen(verb)) < 0)
+		return -1;
+	if ((attrs & FWD_NAME) && append_attr(out, outlen, &pos, "NAME", NULL, "[UNAVAILABLE]") < 0)
+		return -1;
+	if ((attrs & FWD_ADDR) && append_attr(out, outlen, &pos, "ADDR",
+					      strchr(fi->addr, ':') ? "IPv6:" : NULL, fi->addr) < 0)
+		return -1;
+	if ((attrs & FWD_PORT) && fi->port) {
+		snprintf(port, sizeof(port), "%u", fi->port);
+		if (append_attr(out, outlen, &pos, "PORT", NULL, port) < 0)
+			return -1;
+	}
+	if ((attrs & FWD_PROTO) && append_attr(out, outlen, &pos, "PROTO", NULL, fi->proto) < 0)
+		return -1;
+	if ((attrs & FWD_HELO) && append_attr(out, outlen, &pos, "HELO", NULL,
+					      fi->helo && *fi->helo ? fi->helo : "[UNAVAILABLE]") < 0)
+		return -1;
+	if ((attrs & FWD_LOGIN) && fi->login && append_attr(out, outlen, &pos, "LOGIN", NULL, fi->login) < 0)
+		return -1;
+	/* RFC 5321 4.5.3.1.4: the line with CRLF must fit in 512 octets. */
+	if (pos + 2 > 512)
+		return -1;
+	return (int)pos;
+}
+
 size_t
 envelope_received(const struct received_info *ri, char *out, size_t outlen)
 {

@@ -45,6 +45,32 @@ int envelope_domain_listed(struct slice domain, char *const *list, unsigned n);
  */
 size_t envelope_clean_reply(const char *in, size_t len, char *out, size_t outlen);
 
+/* Attributes a backend lists after XFORWARD / XCLIENT in its EHLO reply. */
+enum {
+	FWD_NAME = 1u << 0, FWD_ADDR = 1u << 1, FWD_PORT = 1u << 2, FWD_PROTO = 1u << 3,
+	FWD_HELO = 1u << 4, FWD_LOGIN = 1u << 5,
+};
+
+struct forward_info {
+	const char *addr;	/* client IP ("192.0.2.1", "2001:db8::1") */
+	unsigned port;		/* 0 = unknown */
+	const char *helo;	/* NULL or "" = unknown */
+	const char *proto;	/* "ESMTP" / "SMTP" */
+	const char *login;	/* NULL = not authenticated */
+};
+
+/* The attribute bits named in "XFORWARD NAME ADDR ..." (the words after the keyword). */
+unsigned envelope_forward_attrs(const char *words, size_t len);
+/*
+ * "XFORWARD ..." or "XCLIENT ..." (verb) with the attributes the backend
+ * offers (attrs), values xtext-encoded (RFC 3461 4), IPv6 addresses
+ * prefixed "IPv6:", NAME [UNAVAILABLE] (mxgate does no reverse DNS).
+ * No CRLF. Returns the length, or -1 if it would not fit in outlen or
+ * in the 512-octet command limit.
+ */
+int envelope_forward_line(const char *verb, unsigned attrs, const struct forward_info *fi,
+			  char *out, size_t outlen);
+
 struct received_info {
 	const char *helo;	/* may be NULL */
 	const char *client_ip;	/* "1.2.3.4" or "::1" */

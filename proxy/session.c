@@ -429,6 +429,79 @@ on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 }
 
 static void
+send_mail(struct session *s)
+{
+	blink_command(s->tx.link, s->tx.mail_line, s->tx.mail_len, on_mail_reply, s, 0);
+}
+
+/* After XCLIENT's new greeting the backend wants EHLO again; then MAIL. */
+static void
+on_forward_ehlo_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	(void)text;
+	(void)len;
+	if (code < 0) {
+		on_mail_reply(l, owner, code, "", 0);
+		return;
+	}
+	if (code != 250)
+		log_warn("conn=%s backend=%s EHLO after XCLIENT refused with %d", s->id, l->pool->name, code);
+	send_mail(s);
+}
+
+static void
+on_forward_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+	char line[300];
+
+	(void)text;
+	(void)len;
+	if (code < 0) {
+		on_mail_reply(l, owner, code, "", 0);
+		return;
+	}
+	if (l->no_reuse) {
+		if (code == 220) {
+			snprintf(line, sizeof(line), "EHLO %s", l->pool->ehlo);
+			blink_command(l, line, strlen(line), on_forward_ehlo_reply, s, 0);
+			return;
+		}
+		log_warn("conn=%s backend=%s XCLIENT refused with %d", s->id, l->pool->name, code);
+	} else if (code != 250) {
+		/* The message still goes; the backend just logs mxgate as the client. */
+		log_warn("conn=%s backend=%s XFORWARD refused with %d", s->id, l->pool->name, code);
+	}
+	send_mail(s);
+}
+
+/* Tells the backend who the real client is, when configured and offered. */
+static int
+forward_client(struct session *s, struct blink *l)
+{
+	struct forward_info fi = {
+		.addr = s->peer_ip, .port = s->peer_port, .helo = s->helo_name,
+		.proto = s->esmtp ? "ESMTP" : "SMTP", .login = NULL,
+	};
+	char line[SMTP_LINE_MAX];
+	int n = -1;
+
+	if (l->pool->forward == CFG_FORWARD_XFORWARD && (l->caps & BCAP_XFORWARD)) {
+		n = envelope_forward_line("XFORWARD", l->xforward_attrs, &fi, line, sizeof(line));
+	} else if (l->pool->forward == CFG_FORWARD_XCLIENT && (l->caps & BCAP_XCLIENT)) {
+		n = envelope_forward_line("XCLIENT", l->xclient_attrs, &fi, line, sizeof(line));
+		if (n > 0)
+			l->no_reuse = 1;
+	}
+	if (n <= 0)
+		return 0;
+	blink_command(l, line, (size_t)n, on_forward_reply, s, 0);
+	return 1;
+}
+
+static void
 link_ready(void *owner, struct blink *l)
 {
 	struct session *s = owner;
@@ -443,7 +516,8 @@ link_ready(void *owner, struct blink *l)
 	}
 	s->tx.link = l;
 	snprintf(s->tx.backend, sizeof(s->tx.backend), "%s", l->pool->name);
-	blink_command(l, s->tx.mail_line, s->tx.mail_len, on_mail_reply, s, 0);
+	if (!forward_client(s, l))
+		send_mail(s);
 }
 
 /* ---- commands ---- */
@@ -880,6 +954,8 @@ session_new(struct worker *w, int fd, const struct net_addr *peer,
 	s->start_ms = timer_now_ms();
 	timer_init(&s->timer, session_timeout);
 	net_addr_ip(peer, s->peer_ip, sizeof(s->peer_ip));
+	s->peer_port = peer->u.sa.sa_family == AF_INET ? ntohs(peer->u.sin.sin_port) :
+		       peer->u.sa.sa_family == AF_INET6 ? ntohs(peer->u.sin6.sin6_port) : 0;
 	net_addr_format(peer, s->peer_str, sizeof(s->peer_str));
 	worker_txn_id(w, s->id, sizeof(s->id));
 	worker_session_add(w, s);

@@ -54,6 +54,7 @@ struct session {
 	struct timer timer;
 	char id[24];
 	char peer_ip[INET6_ADDRSTRLEN];
+	unsigned peer_port;
 	char peer_str[NET_ADDR_STRLEN];
 	enum session_phase phase;
 	char *in;			/* unprocessed client bytes (commands) */

@@ -187,6 +187,41 @@ test_received(void **state)
 	assert_int_equal(envelope_received(&ri, out, 20), 0);
 }
 
+static void
+test_forward(void **state)
+{
+	struct forward_info fi = { .addr = "192.0.2.7", .port = 4321, .helo = "a+b=c", .proto = "ESMTP" };
+	char out[600];
+	int n;
+	unsigned attrs;
+
+	(void)state;
+	attrs = envelope_forward_attrs(" NAME ADDR PROTO HELO SOURCE PORT IDENT", 39);
+	assert_int_equal(attrs, FWD_NAME | FWD_ADDR | FWD_PROTO | FWD_HELO | FWD_PORT);
+	assert_int_equal(envelope_forward_attrs("name addr", 9), FWD_NAME | FWD_ADDR);
+	n = envelope_forward_line("XFORWARD", attrs, &fi, out, sizeof(out));
+	assert_true(n > 0);
+	/* '+' and '=' in a value are xtext-encoded; NAME is unknown without reverse DNS. */
+	assert_string_equal(out, "XFORWARD NAME=[UNAVAILABLE] ADDR=192.0.2.7 PORT=4321 PROTO=ESMTP HELO=a+2Bb+3Dc");
+	/* Only what the backend offers is sent. */
+	n = envelope_forward_line("XFORWARD", FWD_ADDR, &fi, out, sizeof(out));
+	assert_string_equal(out, "XFORWARD ADDR=192.0.2.7");
+	fi.addr = "2001:db8::1";
+	fi.helo = NULL;
+	fi.login = "joe";
+	n = envelope_forward_line("XCLIENT", FWD_ADDR | FWD_HELO | FWD_LOGIN, &fi, out, sizeof(out));
+	assert_string_equal(out, "XCLIENT ADDR=IPv6:2001:db8::1 HELO=[UNAVAILABLE] LOGIN=joe");
+	/* A HELO name that would push the line past 512 octets is refused, not cut. */
+	{
+		char helo[600];
+		memset(helo, 'h', sizeof(helo) - 1);
+		helo[sizeof(helo) - 1] = '\0';
+		fi.helo = helo;
+		assert_int_equal(envelope_forward_line("XFORWARD", FWD_HELO, &fi, out, sizeof(out)), -1);
+		assert_int_equal(envelope_forward_line("XFORWARD", FWD_HELO, &fi, out, 1024), -1);
+	}
+}
+
 int
 main(void)
 {
@@ -197,6 +232,7 @@ main(void)
 		cmocka_unit_test(test_domains),
 		cmocka_unit_test(test_clean_reply),
 		cmocka_unit_test(test_received),
+		cmocka_unit_test(test_forward),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
