@@ -16,14 +16,34 @@
  *  - first_flag_at is the stream offset of the octet that raised the
  *    first flag (for a long line: the first octet past max_line).
  *
- * The hot path looks inside a line for the next CR, LF or NUL sixteen or
- * thirty-two octets at a time with SSE2 and never reads past buf + len.
+ * Implementations (data_scan_impl.h), all exact, all on the one state
+ * machine below; data_scan() picks the fastest the CPU has, once:
+ *  - scalar: the state machine alone, any CPU.
+ *  - sse2: its inside-a-line loop looks for the next CR, LF or NUL
+ *    sixteen or thirty-two octets at a time (the x86-64 baseline).
+ *  - avx2: takes 64 octets at a time as bit masks of LF, CR, NUL and
+ *    '.' and consumes a block whole when it is "clean" (see
+ *    scan_blocks: every CR with its LF, no NUL, no stuffed-dot line that
+ *    could be an end, no line over max_line, or only anomalies already
+ *    flagged); any other block, the tail of a chunk under 64 octets and
+ *    max_line < 64 go through the state machine (with sse2's search).
+ *    Built with a target attribute, so the rest of the file and the
+ *    build flags stay baseline x86-64.
+ * None reads outside buf[0..len).
  */
 #include <string.h>
 #include "data_scan.h"
+#include "data_scan_impl.h"
 #ifdef __SSE2__
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__SSE2__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+#define TARGET_AVX2 __attribute__((target("avx2,bmi,bmi2,popcnt")))
+#endif
+
+#define ALWAYS_INLINE inline __attribute__((always_inline))
 
 enum {
 	ST_BOL = 0,	/* at the start of a line (also the stream start) */
@@ -41,7 +61,7 @@ data_scan_init(struct data_scan *s, uint32_t max_line)
 	s->max_line = max_line ? max_line : DATA_LINE_MAX;
 }
 
-static inline void
+static ALWAYS_INLINE void
 raise_flag(struct data_scan *s, uint32_t flag, uint64_t at)
 {
 	if (s->flags == 0)
@@ -54,7 +74,7 @@ raise_flag(struct data_scan *s, uint32_t flag, uint64_t at)
  * *len. A LONG_LINE flag is raised once (the flags word remembers it);
  * the length saturates so a multi-gigabyte line cannot wrap it.
  */
-static inline void
+static ALWAYS_INLINE void
 add_len(struct data_scan *s, uint32_t *len, uint64_t n, uint64_t at)
 {
 	uint64_t nl = (uint64_t)*len + n;
@@ -64,11 +84,23 @@ add_len(struct data_scan *s, uint32_t *len, uint64_t n, uint64_t at)
 	*len = nl > UINT32_MAX ? UINT32_MAX : (uint32_t)nl;
 }
 
-/* The first CR, LF or NUL in [p, end), or end. */
-static inline const unsigned char *
-find_special(const unsigned char *p, const unsigned char *end)
+typedef const unsigned char *(*find_fn)(const unsigned char *,
+    const unsigned char *);
+
+/* The first CR, LF or NUL in [p, end), or end: an octet at a time. */
+static ALWAYS_INLINE const unsigned char *
+find_special_scalar(const unsigned char *p, const unsigned char *end)
 {
+	while (p < end && *p != '\r' && *p != '\n' && *p != '\0')
+		p++;
+	return p;
+}
+
 #ifdef __SSE2__
+/* The same, sixteen or thirty-two octets at a time. */
+static ALWAYS_INLINE const unsigned char *
+find_special_sse2(const unsigned char *p, const unsigned char *end)
+{
 	const __m128i cr = _mm_set1_epi8('\r');
 	const __m128i lf = _mm_set1_epi8('\n');
 	const __m128i zero = _mm_setzero_si128();
@@ -95,42 +127,53 @@ find_special(const unsigned char *p, const unsigned char *end)
 			return p + __builtin_ctz(m);
 		p += 16;
 	}
-#endif
-	while (p < end && *p != '\r' && *p != '\n' && *p != '\0')
-		p++;
-	return p;
+	return find_special_scalar(p, end);
 }
+#endif
 
-size_t
-data_scan(struct data_scan *s, const char *buf, size_t len)
+/*
+ * The exact state machine over buf from p on. It stops at the end of
+ * the data (*done set, the result is just past it), at end, or once it
+ * is at or past lim (lim <= end) in a state the block scanner can take
+ * over (BOL, MID or CR); with lim == end it runs to the end. start and
+ * base map a pointer to its stream offset.
+ */
+static ALWAYS_INLINE const unsigned char *
+scan_exact(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
+	   const unsigned char *p, const unsigned char *lim,
+	   const unsigned char *end, const unsigned char *start,
+	   uint64_t base, int *done, find_fn find)
 {
-	const unsigned char *start = (const unsigned char *)buf;
-	const unsigned char *p = start, *end = start + len, *q;
-	uint64_t base = s->offset;
-	uint32_t state = s->state, llen = s->line_len;
+	uint32_t state = *statep, llen = *llenp;
+	const unsigned char *q;
 
 /* stream offset of a pointer into buf */
 #define OFF(ptr) (base + (uint64_t)((ptr) - start))
 
 	while (p < end) {
+		if (p >= lim && state != ST_DOT && state != ST_DOT_CR)
+			break;
 		switch (state) {
 		case ST_MID:
 			/*
 			 * The hot loop: skip ordinary octets, and handle the
 			 * common CRLF + non-dot line start without leaving it.
+			 * Here p < lim.
 			 */
 			for (;;) {
-				q = find_special(p, end);
+				q = find(p, lim);
 				add_len(s, &llen, (uint64_t)(q - p), OFF(p));
 				p = q;
-				if (p == end)
-					goto out;
+				if (p == lim)
+					goto next;
 				if (*p != '\r' || end - p < 3 || p[1] != '\n' ||
 				    p[2] == '.')
 					break;
 				add_len(s, &llen, 2, OFF(p));
 				llen = 0;
 				p += 2;
+				if (p >= lim)
+					goto next;	/* MID: p[0] is no dot */
 			}
 			add_len(s, &llen, 1, OFF(p));
 			if (*p == '\r') {
@@ -176,21 +219,350 @@ data_scan(struct data_scan *s, const char *buf, size_t len)
 		case ST_DOT_CR:
 			if (*p == '\n') {
 				p++;
-				s->done = 1;
-				s->state = ST_BOL;
-				s->line_len = 0;
-				s->offset = OFF(p);
-				return (size_t)(p - start);
+				*done = 1;
+				*statep = ST_BOL;
+				*llenp = 0;
+				return p;
 			}
 			raise_flag(s, DATA_FLAG_BARE_CR, OFF(p) - 1);
 			state = ST_MID;
 			break;
 		}
+next:		;
 	}
-out:
 #undef OFF
+	*statep = state;
+	*llenp = llen;
+	return p;
+}
+
+/* Stores the result of a scan that stopped at p; returns data_scan's. */
+static ALWAYS_INLINE size_t
+finish(struct data_scan *s, uint32_t state, uint32_t llen, int done,
+       const unsigned char *p, const unsigned char *start, size_t len)
+{
 	s->state = state;
 	s->line_len = llen;
-	s->offset = base + len;
+	if (done) {
+		s->done = 1;
+		s->offset += (uint64_t)(p - start);
+		return (size_t)(p - start);
+	}
+	s->offset += len;
 	return len;
+}
+
+static ALWAYS_INLINE size_t
+scan_plain(struct data_scan *s, const char *buf, size_t len, find_fn find)
+{
+	const unsigned char *start = (const unsigned char *)buf;
+	const unsigned char *end = start + len, *p;
+	uint32_t state = s->state, llen = s->line_len;
+	int done = 0;
+
+	p = scan_exact(s, &state, &llen, start, end, end, start, s->offset,
+	    &done, find);
+	return finish(s, state, llen, done, p, start, len);
+}
+
+static size_t
+scan_scalar(struct data_scan *s, const char *buf, size_t len)
+{
+	return scan_plain(s, buf, len, find_special_scalar);
+}
+
+#ifdef __SSE2__
+static size_t
+scan_sse2(struct data_scan *s, const char *buf, size_t len)
+{
+	return scan_plain(s, buf, len, find_special_sse2);
+}
+#endif
+
+#ifdef HAVE_AVX2
+/* Bit i set where octet i of the 64 in a, b equals c's. */
+static ALWAYS_INLINE TARGET_AVX2 uint64_t
+mask64(__m256i a, __m256i b, __m256i c)
+{
+	uint32_t lo = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, c));
+	uint32_t hi = (uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(b, c));
+
+	return (uint64_t)lo | ((uint64_t)hi << 32);
+}
+
+/*
+ * The block scanner's state between blocks: the state machine's BOL,
+ * MID or CR with its line length.
+ */
+struct blk {
+	uint64_t ll;	/* line_len, not saturated */
+	uint64_t ccr;	/* 1: state CR, the octet before the block is a CR */
+	uint64_t cbol;	/* 1: state BOL */
+};
+
+/*
+ * Decides whether a block of n octets (1..64), given as bit masks (bit
+ * i: octet i is LF, CR, '.', NUL; no bits at n or above), is "clean"
+ * and if so advances b over it as the state machine would, and returns
+ * 1; else returns 0 and leaves b alone. With crs = cr << 1 | b->ccr (bit
+ * i: the octet before i is a CR), the line ends are eol = lf & crs, the
+ * line starts eol << 1 | b->cbol, the stuffed dots db those with a '.'.
+ * Clean means:
+ *  - no NUL, bare LF (lf & ~crs) or bare CR (crs & ~lf), unless that
+ *    flag is up already (in `allowed`): then such an octet is ordinary,
+ *    as in the state machine, and the first-flag offset is settled;
+ *  - no stuffed dot followed by CR (the end, or a bare CR), also not in
+ *    the last octet: then next_cr says whether the octet after the
+ *    block is a CR or unknown (not in the chunk);
+ *  - no line over cap: the block's first line has b->ll + its octets
+ *    here, lines wholly inside the block have at most 63 octets and cap
+ *    >= 64, the unfinished last one is checked at its length after the
+ *    block; a stuffed dot does not count.
+ * A CR in the last octet leaves state CR (its LF, or not, comes next);
+ * an LF there that ends a line leaves state BOL; a stuffed dot there
+ * (not followed by CR) leaves MID with nothing counted, as the state
+ * machine has after the dot and the octet after it.
+ */
+static ALWAYS_INLINE TARGET_AVX2 int
+block_exact(struct blk *b, uint64_t lf, uint64_t cr, uint64_t dot,
+	    uint64_t nul, unsigned n, int next_cr, uint32_t allowed,
+	    uint64_t cap)
+{
+	uint64_t top = 1ULL << (n - 1), valid = top | (top - 1);
+	uint64_t crs = ((cr << 1) | b->ccr) & valid;
+	uint64_t eol = lf & crs, db, nll;
+	unsigned f, l;
+
+	if (nul != 0 && !(allowed & DATA_FLAG_NUL))
+		return 0;
+	if (!(allowed & DATA_FLAG_BARE_LF) && (lf & ~crs) != 0)
+		return 0;
+	if (!(allowed & DATA_FLAG_BARE_CR) && (crs & ~lf) != 0)
+		return 0;
+	db = dot & ((eol << 1) | b->cbol) & valid;
+	if (db & ((cr >> 1) | (next_cr ? top : 0)))
+		return 0;
+	if (eol != 0) {
+		f = (unsigned)__builtin_ctzll(eol);
+		l = 63u - (unsigned)__builtin_clzll(eol);
+		/* db & 1: a stuffed dot in octet 0 (then ll is 0) */
+		if (b->ll + f + 1 - (db & 1) > cap)
+			return 0;
+		/* the octets after the last line end, less a stuffed dot */
+		nll = (n - 1) - l - ((db >> l) >> 1 & 1);
+	} else {
+		nll = b->ll + n - (db & 1);
+	}
+	if (nll > cap)
+		return 0;
+	b->ll = nll;
+	b->cbol = (eol & top) != 0;
+	b->ccr = (cr & top) != 0;
+	return 1;
+}
+
+/*
+ * Consumes clean blocks (see block_exact) from p: 64 octets at a time
+ * while more than 64 are left, then the last up to 64 as one block when
+ * the chunk has 64 octets to load them from. Returns where it stopped:
+ * end, or the start of a block that is not clean, for the state machine
+ * to do. Enter in state BOL, MID or CR with max_line >= 64 only; leaves
+ * *statep and *llenp as the state machine would after the same octets.
+ *
+ * The common block needs no block_exact: it has no NUL, every CR right
+ * before an LF and every LF right after a CR (lf == crs), no LF before
+ * a '.' (compared in the vectors against the octets one further, so
+ * this reads up to p[64]: hence "more than 64") and no '.' in octet 0
+ * in state BOL, so no stuffed dot; and its line length was at most
+ * cap - 64 before it, so no line in it can be too long. Any other goes
+ * to block_exact, which may still find it clean.
+ * `allowed` is s->flags at entry, a constant 0 in the inlined copy for
+ * the unflagged stream.
+ */
+static ALWAYS_INLINE TARGET_AVX2 const unsigned char *
+scan_blocks(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
+	    const unsigned char *p, const unsigned char *start,
+	    const unsigned char *end, const uint32_t allowed)
+{
+	const __m256i vlf = _mm256_set1_epi8('\n');
+	const __m256i vcr = _mm256_set1_epi8('\r');
+	const __m256i vdot = _mm256_set1_epi8('.');
+	const __m256i zero = _mm256_setzero_si256();
+	const uint64_t cap = (allowed & DATA_FLAG_LONG_LINE) ? UINT64_MAX :
+	    s->max_line;
+	const uint64_t capm = cap - 64;	/* cap >= 64 */
+	struct blk b = { *llenp, *statep == ST_CR, *statep == ST_BOL };
+	__m256i va, vb;
+	uint64_t lf, cr;
+	unsigned n;
+
+	while (end - p > 64) {
+		va = _mm256_loadu_si256((const __m256i *)p);
+		vb = _mm256_loadu_si256((const __m256i *)(p + 32));
+		__m256i lfa = _mm256_cmpeq_epi8(va, vlf);
+		__m256i lfb = _mm256_cmpeq_epi8(vb, vlf);
+		__m256i cra = _mm256_cmpeq_epi8(va, vcr);
+		__m256i crb = _mm256_cmpeq_epi8(vb, vcr);
+		__m256i nul = _mm256_or_si256(_mm256_cmpeq_epi8(va, zero),
+		    _mm256_cmpeq_epi8(vb, zero));
+
+		lf = (uint64_t)(uint32_t)_mm256_movemask_epi8(lfa) |
+		    ((uint64_t)(uint32_t)_mm256_movemask_epi8(lfb) << 32);
+		if (lf == 0) {
+			/* inside a line: clean without CR or NUL */
+			__m256i odd = _mm256_or_si256(nul,
+			    _mm256_or_si256(cra, crb));
+
+			if (_mm256_testz_si256(odd, odd) && (b.ccr | b.cbol) == 0 &&
+			    b.ll <= capm) {
+				b.ll += 64;
+				p += 64;
+				continue;
+			}
+		} else {
+			__m256i na = _mm256_loadu_si256((const __m256i *)(p + 1));
+			__m256i nb = _mm256_loadu_si256((const __m256i *)(p + 33));
+			__m256i odd = _mm256_or_si256(nul, _mm256_or_si256(
+			    _mm256_and_si256(lfa, _mm256_cmpeq_epi8(na, vdot)),
+			    _mm256_and_si256(lfb, _mm256_cmpeq_epi8(nb, vdot))));
+
+			cr = (uint64_t)(uint32_t)_mm256_movemask_epi8(cra) |
+			    ((uint64_t)(uint32_t)_mm256_movemask_epi8(crb) << 32);
+			if (lf == ((cr << 1) | b.ccr) &&
+			    _mm256_testz_si256(odd, odd) &&
+			    !(b.cbol && p[0] == '.') && b.ll <= capm) {
+				b.ll = (uint64_t)__builtin_clzll(lf);
+				b.cbol = lf >> 63;
+				b.ccr = cr >> 63;
+				p += 64;
+				continue;
+			}
+		}
+		if (!block_exact(&b, lf, mask64(va, vb, vcr),
+		    mask64(va, vb, vdot), mask64(va, vb, zero), 64,
+		    p[64] == '\r', allowed, cap))
+			goto out;
+		p += 64;
+	}
+	n = (unsigned)(end - p);
+	if (n > 0 && end - start >= 64) {
+		/* the last n octets: the 64 up to end, shifted to p */
+		unsigned sh = 64 - n;
+
+		va = _mm256_loadu_si256((const __m256i *)(end - 64));
+		vb = _mm256_loadu_si256((const __m256i *)(end - 32));
+		if (block_exact(&b, mask64(va, vb, vlf) >> sh,
+		    mask64(va, vb, vcr) >> sh, mask64(va, vb, vdot) >> sh,
+		    mask64(va, vb, zero) >> sh, n, 1, allowed, cap))
+			p = end;
+	}
+out:
+	*statep = b.ccr ? ST_CR : b.cbol ? ST_BOL : ST_MID;
+	*llenp = b.ll > UINT32_MAX ? UINT32_MAX : (uint32_t)b.ll;
+	return p;
+}
+
+static TARGET_AVX2 size_t
+scan_avx2(struct data_scan *s, const char *buf, size_t len)
+{
+	const unsigned char *start = (const unsigned char *)buf;
+	const unsigned char *end = start + len, *p = start, *lim;
+	uint64_t base = s->offset;
+	uint32_t state = s->state, llen = s->line_len;
+	int done = 0;
+
+	if (s->max_line < 64)
+		return scan_plain(s, buf, len, find_special_sse2);
+	while (p < end) {
+		if (state == ST_DOT || state == ST_DOT_CR) {
+			lim = p;	/* just until out of the dot states */
+		} else {
+			if (s->flags == 0)
+				p = scan_blocks(s, &state, &llen, p, start,
+				    end, 0);
+			else
+				p = scan_blocks(s, &state, &llen, p, start,
+				    end, s->flags);
+			if (p == end)
+				break;
+			/* a block that is not clean, or a short chunk */
+			lim = end - p > 64 ? p + 64 : end;
+		}
+		p = scan_exact(s, &state, &llen, p, lim, end, start, base,
+		    &done, find_special_sse2);
+		if (done)
+			break;
+	}
+	return finish(s, state, llen, done, p, start, len);
+}
+#endif
+
+typedef size_t (*scan_fn)(struct data_scan *, const char *, size_t);
+
+static const struct {
+	const char *name;
+	scan_fn fn;
+} impls[DATA_SCAN_IMPL_COUNT] = {
+	[DATA_SCAN_IMPL_SCALAR] = { "scalar", scan_scalar },
+#ifdef __SSE2__
+	[DATA_SCAN_IMPL_SSE2] = { "sse2", scan_sse2 },
+#endif
+#ifdef HAVE_AVX2
+	[DATA_SCAN_IMPL_AVX2] = { "avx2", scan_avx2 },
+#endif
+};
+
+int
+data_scan_impl_available(int which)
+{
+	if (which < 0 || which >= DATA_SCAN_IMPL_COUNT ||
+	    impls[which].fn == NULL)
+		return 0;
+#ifdef HAVE_AVX2
+	if (which == DATA_SCAN_IMPL_AVX2) {
+		__builtin_cpu_init();
+		return __builtin_cpu_supports("avx2") &&
+		    __builtin_cpu_supports("bmi") &&
+		    __builtin_cpu_supports("bmi2") &&
+		    __builtin_cpu_supports("popcnt");
+	}
+#endif
+	return 1;
+}
+
+const char *
+data_scan_impl_name(int which)
+{
+	if (which < 0 || which >= DATA_SCAN_IMPL_COUNT ||
+	    impls[which].name == NULL)
+		return "?";
+	return impls[which].name;
+}
+
+int
+data_scan_impl_default(void)
+{
+	static int best = -1;	/* decided once; a race decides alike */
+	int w = __atomic_load_n(&best, __ATOMIC_RELAXED);
+
+	if (w < 0) {
+		for (w = DATA_SCAN_IMPL_COUNT - 1; w > 0; w--)
+			if (data_scan_impl_available(w))
+				break;
+		__atomic_store_n(&best, w, __ATOMIC_RELAXED);
+	}
+	return w;
+}
+
+size_t
+data_scan_impl_scan(int which, struct data_scan *s, const char *buf,
+		    size_t len)
+{
+	return impls[which].fn(s, buf, len);
+}
+
+size_t
+data_scan(struct data_scan *s, const char *buf, size_t len)
+{
+	return impls[data_scan_impl_default()].fn(s, buf, len);
 }

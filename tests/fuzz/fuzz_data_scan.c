@@ -1,15 +1,18 @@
 /*
  * fuzz_data_scan.c - libFuzzer target for proxy/data_scan.c. The first
  * two input octets choose max_line and a chunking pattern; the rest is
- * the DATA stream. The scanner, fed whole and fed in chunks (each in an
- * exact-size heap block, so ASan sees over-reads), must agree with a
- * byte-at-a-time reference model on the end, the flags and
- * first_flag_at.
+ * the DATA stream. Every implementation the CPU has (data_scan_impl.h:
+ * scalar, sse2, avx2), fed whole and fed in chunks (each in an
+ * exact-size heap block, so ASan sees over-reads), and a feed whose
+ * chunks go to the implementations in turn, must agree with a
+ * byte-at-a-time reference model, and so with each other, on the end,
+ * the flags, first_flag_at and the final scanner state.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "data_scan.h"
+#include "data_scan_impl.h"
 
 #define CHECK(c) do { if (!(c)) __builtin_trap(); } while (0)
 #define NOT_ENDED ((size_t)-1)
@@ -18,6 +21,7 @@ struct result {
 	size_t end;
 	uint32_t flags;
 	uint64_t first;
+	uint32_t state, line_len;	/* scanner only, when not ended */
 };
 
 static void
@@ -67,19 +71,24 @@ model(const uint8_t *b, size_t n, uint32_t max, struct result *r)
 	}
 }
 
+/*
+ * Feeds b[0..n) to implementation which (-1: the next available one for
+ * each chunk, in turn); pattern 0: whole, else chunk sizes cycle
+ * through 1..pattern.
+ */
 static void
-run(const uint8_t *b, size_t n, uint32_t max, unsigned pattern,
+run(int which, const uint8_t *b, size_t n, uint32_t max, unsigned pattern,
     struct result *r)
 {
 	struct data_scan s;
 	size_t pos = 0, chunk, used;
 	unsigned step = 0;
+	int w = which < 0 ? 0 : which;
 	char *c;
 
 	data_scan_init(&s, max);
 	r->end = NOT_ENDED;
 	while (pos < n) {
-		/* pattern 0: whole; else chunk sizes cycle through 1..pattern */
 		chunk = pattern == 0 ? n - pos : 1 + (step++ * 7 + pattern) % pattern;
 		if (chunk > n - pos)
 			chunk = n - pos;
@@ -87,7 +96,11 @@ run(const uint8_t *b, size_t n, uint32_t max, unsigned pattern,
 		if (c == NULL)
 			abort();
 		memcpy(c, b + pos, chunk);
-		used = data_scan(&s, c, chunk);
+		if (which < 0)
+			do
+				w = (w + 1) % DATA_SCAN_IMPL_COUNT;
+			while (!data_scan_impl_available(w));
+		used = data_scan_impl_scan(w, &s, c, chunk);
 		free(c);
 		CHECK(used <= chunk);
 		if (s.done) {
@@ -101,6 +114,8 @@ run(const uint8_t *b, size_t n, uint32_t max, unsigned pattern,
 	}
 	r->flags = s.flags;
 	r->first = s.first_flag_at;
+	r->state = s.done ? 0 : s.state;
+	r->line_len = s.done ? 0 : s.line_len;
 }
 
 static void
@@ -114,9 +129,10 @@ same(const struct result *a, const struct result *b)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct result want, got;
+	struct result want, got, first;
 	uint32_t max;
 	unsigned pattern;
+	int w, any = 0;
 
 	if (size < 2)
 		return 0;
@@ -126,9 +142,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	data += 2;
 	size -= 2;
 	model(data, size, max ? max : DATA_LINE_MAX, &want);
-	run(data, size, max, 0, &got);
+	for (w = 0; w < DATA_SCAN_IMPL_COUNT; w++) {
+		if (!data_scan_impl_available(w))
+			continue;
+		run(w, data, size, max, 0, &got);
+		same(&got, &want);
+		/* the implementations also leave the same state */
+		if (!any)
+			first = got;
+		CHECK(got.state == first.state && got.line_len == first.line_len);
+		any = 1;
+		run(w, data, size, max, pattern ? pattern : 1, &got);
+		same(&got, &want);
+		CHECK(got.state == first.state && got.line_len == first.line_len);
+	}
+	CHECK(any);
+	run(-1, data, size, max, pattern ? pattern : 1, &got);
 	same(&got, &want);
-	run(data, size, max, pattern ? pattern : 1, &got);
-	same(&got, &want);
+	CHECK(got.state == first.state && got.line_len == first.line_len);
 	return 0;
 }

@@ -4,6 +4,13 @@
  * boundaries, and a randomized comparison of the scanner (fed whole, split
  * at every position, and in random chunks) with a byte-at-a-time model.
  * Every input sits right before a guard page (guard.h).
+ *
+ * Each test runs once per implementation (data_scan_impl.h: scalar, sse2,
+ * avx2; one the CPU lacks is skipped) and once through data_scan(). The
+ * avx2 one takes 64-octet blocks, so test_blocks puts every kind of line
+ * end, dot and bad octet at and around the block edges (from the chunk
+ * start) and test_soup throws dense random mixes of them at all of them,
+ * also with one stream's chunks going to different implementations.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "data_scan.h"
+#include "data_scan_impl.h"
 #include "guard.h"
 
 typedef unsigned char u8;
@@ -29,6 +37,28 @@ struct result {
 };
 
 static struct guard g;
+
+/* the implementation under test; -1: data_scan() */
+static int impl = -1;
+
+static size_t
+scan(struct data_scan *s, const char *buf, size_t len)
+{
+	return impl < 0 ? data_scan(s, buf, len) :
+	    data_scan_impl_scan(impl, s, buf, len);
+}
+
+/* A test's state is the implementation to run it with (prestate). */
+static void
+use_impl(void **state)
+{
+	impl = *(const int *)*state;
+	if (impl >= 0 && !data_scan_impl_available(impl)) {
+		print_message("%s: not on this CPU, skipped\n",
+		    data_scan_impl_name(impl));
+		skip();
+	}
+}
 
 static int
 setup(void **state)
@@ -126,7 +156,7 @@ feed(const u8 *msg, size_t len, uint32_t max, const size_t *cuts,
 			continue;
 		c = guard_copy(&g, msg + pos, next - pos);
 		assert_non_null(c);
-		used = data_scan(&s, c, next - pos);
+		used = scan(&s, c, next - pos);
 		assert_true(used <= next - pos);
 		if (s.done) {
 			r->end = pos + used;
@@ -191,7 +221,7 @@ test_init(void **state)
 {
 	struct data_scan s;
 
-	(void)state;
+	use_impl(state);
 	memset(&s, 0xa5, sizeof(s));
 	data_scan_init(&s, 0);
 	assert_int_equal(s.max_line, DATA_LINE_MAX);
@@ -202,7 +232,7 @@ test_init(void **state)
 	data_scan_init(&s, 78);
 	assert_int_equal(s.max_line, 78);
 	/* an empty chunk consumes nothing and changes nothing */
-	assert_int_equal(data_scan(&s, guard_copy(&g, "", 0), 0), 0);
+	assert_int_equal(scan(&s, guard_copy(&g, "", 0), 0), 0);
 	assert_int_equal(s.offset, 0);
 	assert_false(s.done);
 }
@@ -255,7 +285,7 @@ test_ends(void **state)
 	struct result want;
 	size_t i;
 
-	(void)state;
+	use_impl(state);
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		want.end = t[i].end;
 		want.flags = t[i].flags;
@@ -309,7 +339,7 @@ test_smuggling(void **state)
 	struct data_scan s;
 	const char *c;
 
-	(void)state;
+	use_impl(state);
 	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
 		n = hl + t[i].len + tl;
 		assert_true(n <= sizeof(buf));
@@ -321,12 +351,12 @@ test_smuggling(void **state)
 		/* up to the fake end: not done, and the flag is already up */
 		data_scan_init(&s, 0);
 		c = guard_copy(&g, buf, fake_end);
-		assert_int_equal(data_scan(&s, c, fake_end), fake_end);
+		assert_int_equal(scan(&s, c, fake_end), fake_end);
 		if (s.done)
 			fail_msg("%s: ended at the fake end", t[i].name);
 		/* a flag on the fake end's last octet may need one more octet */
 		c = guard_copy(&g, buf + fake_end, 1);
-		assert_int_equal(data_scan(&s, c, 1), 1);
+		assert_int_equal(scan(&s, c, 1), 1);
 		assert_false(s.done);
 		if (s.flags != t[i].flags)
 			fail_msg("%s: flags %#x, want %#x", t[i].name,
@@ -356,7 +386,7 @@ test_line_length(void **state)
 	struct result want;
 	size_t n;
 
-	(void)state;
+	use_impl(state);
 	/* 998 + CRLF = 1000: fine */
 	fill_line(buf, 998, 'a');
 	memcpy(buf + 998, "\r\n.\r\n", 5);
@@ -417,17 +447,17 @@ test_offsets(void **state)
 	static u8 big[65536];
 	size_t i, used;
 
-	(void)state;
+	use_impl(state);
 	memset(big, 'q', sizeof(big));
 	data_scan_init(&s, 0);
 	for (i = 0; i < 100; i++) {
-		used = data_scan(&s, guard_copy(&g, big, sizeof(big)), sizeof(big));
+		used = scan(&s, guard_copy(&g, big, sizeof(big)), sizeof(big));
 		assert_int_equal(used, sizeof(big));
 	}
 	assert_int_equal(s.offset, 100 * (uint64_t)sizeof(big));
 	assert_int_equal(s.flags, DATA_FLAG_LONG_LINE);
 	assert_int_equal(s.first_flag_at, 1000);
-	used = data_scan(&s, guard_copy(&g, "\r\n.\r\nX", 6), 6);
+	used = scan(&s, guard_copy(&g, "\r\n.\r\nX", 6), 6);
 	assert_int_equal(used, 5);
 	assert_true(s.done);
 	assert_int_equal(s.offset, 100 * (uint64_t)sizeof(big) + 5);
@@ -437,7 +467,7 @@ test_offsets(void **state)
 	s.line_len = UINT32_MAX - 10;
 	s.state = 3;	/* inside a line; white-box, see data_scan.c ST_MID */
 	s.flags = DATA_FLAG_LONG_LINE;
-	used = data_scan(&s, guard_copy(&g, big, 100), 100);
+	used = scan(&s, guard_copy(&g, big, 100), 100);
 	assert_int_equal(used, 100);
 	assert_int_equal(s.line_len, UINT32_MAX);
 }
@@ -585,7 +615,7 @@ test_random(void **state)
 	size_t i, k, pos, ncuts, split_work = 0, cuts_cap = 0, *cuts = NULL;
 	unsigned clean = 0, flagged = 0, flag_seen = 0, split_msgs = 0;
 
-	(void)state;
+	use_impl(state);
 	rng_state = 0x6d78676174650001ULL;
 	for (i = 0; i < 3000; i++) {
 		gen_msg(&m);
@@ -645,17 +675,323 @@ test_random(void **state)
 	free(m.buf);
 }
 
+/* ---- around the 64-octet blocks ---- */
+
+/* Whole, and split at a few positions that move the block edges. */
+static void
+check_some_splits(const u8 *msg, size_t len, uint32_t max, size_t extra)
+{
+	static const size_t at[] = { 1, 2, 3, 31, 32, 33, 63, 64, 65, 127, 128 };
+	struct result want, got;
+	size_t i, k;
+
+	model(msg, len, max, &want);
+	feed_whole(msg, len, max, &got);
+	assert_same(&got, &want);
+	for (i = 0; i <= sizeof(at) / sizeof(at[0]); i++) {
+		k = i < sizeof(at) / sizeof(at[0]) ? at[i] : extra;
+		if (k == 0 || k >= len)
+			continue;
+		feed(msg, len, max, &k, 1, &got);
+		assert_same(&got, &want);
+	}
+	/* the last 64 and 65 octets apart: full blocks, then a tail */
+	for (k = 64; k <= 65 && k < len; k++) {
+		size_t cut = len - k;
+
+		feed(msg, len, max, &cut, 1, &got);
+		assert_same(&got, &want);
+	}
+}
+
+/* Whole, split anywhere in two, and one octet at a time, vs the model. */
+static void
+check_splits_model(const u8 *msg, size_t len, uint32_t max)
+{
+	struct result want;
+
+	model(msg, len, max, &want);
+	check_all_splits(msg, len, max, &want);
+}
+
+/*
+ * Every kind of line end, dot, bad octet and the end itself at each
+ * offset 0..140 of the stream, so at and around the block edges 63/64
+ * and 127/128 (and, in the splits, of later chunks), after short lines
+ * or inside one long line; split at every position near the edges.
+ */
+static void
+test_blocks(void **state)
+{
+	static const struct {
+		const char *s;
+		size_t n;
+	} pat[] = {
+#define P(x) { x, sizeof(x) - 1 }
+		P("\r\n"), P("\r\nx"), P("\rx"), P("\r"), P("\nx"), P("\n"),
+		P("\0"), P("\0\r\n"), P("\r\0\n"), P("\r\n\0"),
+		P("\r\n.x"), P("\r\n."), P("\r\n..\r\n"), P("\r\n.\r\n"),
+		P("\r\n.\rx"), P("\r\n.\r"), P("\r\n.\n"), P("\r\n.\0"),
+		P("\r\r\n"), P("\r\n\r\n"), P("\r\n\r\n.x"), P("\n.\r\n"),
+		P("\r.\r\n"), P(".\r\n"), P("\r\n\n.\r\n"), P("x.\r\n.y"),
+#undef P
+	};
+	static u8 buf[512];
+	size_t i, k, n, j, style;
+
+	use_impl(state);
+	for (style = 0; style < 3; style++) {
+		for (i = 0; i < sizeof(pat) / sizeof(pat[0]); i++) {
+			for (k = 0; k <= 140; k++) {
+				/* the prefix: short lines, one line, stuffed lines */
+				for (j = 0; j < k; j++)
+					buf[j] = (u8)('a' + j % 26);
+				if (style != 1)
+					for (j = 22; j + 1 < k; j += 24) {
+						buf[j] = '\r';
+						buf[j + 1] = '\n';
+						if (style == 2 && j + 2 < k)
+							buf[j + 2] = '.';
+					}
+				n = k;
+				memcpy(buf + n, pat[i].s, pat[i].n);
+				n += pat[i].n;
+				memcpy(buf + n, "tail of the line\r\nand one more "
+				    "line of text to pass a block edge\r\n.\r\nQUIT\r\n",
+				    75);
+				n += 75;
+				if (k >= 56 && k <= 72 && style == 0)
+					check_splits_model(buf, n, 0);
+				else
+					check_some_splits(buf, n, 0, k + 1);
+				check_some_splits(buf, n, 64, k);
+			}
+		}
+	}
+}
+
+/*
+ * Lines of max_line - 1, max_line and max_line + 1 counted octets (with
+ * CRLF, a stuffed dot not counted), after a first line that puts their
+ * start at each offset 0..65, for limits around the block size.
+ */
+static void
+test_line_edges(void **state)
+{
+	static const uint32_t maxes[] = { 64, 65, 66, 100, 127, 128, 129, 0 };
+	static u8 buf[2600];
+	size_t mi, sh, n, j, c, cnt, line;
+	uint32_t max;
+	int stuffed, twice;
+
+	use_impl(state);
+	for (mi = 0; mi < sizeof(maxes) / sizeof(maxes[0]); mi++) {
+		max = maxes[mi] ? maxes[mi] : DATA_LINE_MAX;
+		for (sh = 0; sh <= 65; sh++) {
+			for (c = max - 1; c <= max + 1; c++) {
+				for (stuffed = 0; stuffed < 2; stuffed++) {
+					for (twice = 0; twice < 2; twice++) {
+						/* first line: sh octets with its CRLF */
+						n = 0;
+						if (sh >= 2) {
+							memset(buf, 'p', sh - 2);
+							memcpy(buf + sh - 2, "\r\n", 2);
+							n = sh;
+						} else if (sh == 1) {
+							continue;	/* no 1-octet line */
+						}
+						for (line = 0; line <= (size_t)twice; line++) {
+							cnt = c - 2;
+							if (stuffed)
+								buf[n++] = '.';
+							for (j = 0; j < cnt; j++)
+								buf[n + j] = (u8)('0' + (j + sh) % 10);
+							if (stuffed && cnt > 0)
+								buf[n] = '.';
+							n += cnt;
+							memcpy(buf + n, "\r\n", 2);
+							n += 2;
+						}
+						memcpy(buf + n, "ok\r\n.\r\n", 7);
+						n += 7;
+						check_some_splits(buf, n, maxes[mi], sh);
+					}
+				}
+			}
+		}
+	}
+}
+
+/*
+ * Random dense mixes of line ends, dots, bad octets and runs of text,
+ * mostly longer than a block, against the model: whole, in random
+ * chunks, and for the short ones split at every position; the limit
+ * often near 64 so that block-crossing lines hit it.
+ */
+static size_t
+gen_soup(u8 *b, size_t cap)
+{
+	static const char *tok[] = {
+		"\r\n", "\r\n", "\r\n", "\r\n.", "\r\n..", "\r", "\n", "\0x",
+		".", ".\r\n", "\r\n.\r\n", "\r\r\n", "\n.", "\r\n\r\n",
+	};
+	static const size_t tlen[] = { 2, 2, 2, 3, 4, 1, 1, 1, 1, 3, 5, 3, 2, 4 };
+	size_t n = 0, target = 1 + rnd_below(rnd_below(4) == 0 ? cap : 300);
+	size_t t, k, run;
+	int bad = rnd_below(3) == 0;	/* else no lone CR, LF or NUL */
+
+	while (n < target) {
+		if (rnd_below(3) == 0) {
+			t = rnd_below(sizeof(tok) / sizeof(tok[0]));
+			if (!bad && (t == 5 || t == 6 || t == 7 || t == 12))
+				continue;
+			if (n + tlen[t] > cap)
+				break;
+			memcpy(b + n, tok[t], tlen[t]);
+			n += tlen[t];
+		} else {
+			run = rnd_below(4) == 0 ? rnd_below(200) : rnd_below(40);
+			for (k = 0; k < run && n < cap; k++)
+				b[n++] = rnd_text_byte();
+		}
+	}
+	return n;
+}
+
+static void
+test_soup(void **state)
+{
+	static const uint32_t maxes[] = { 0, 0, 0, 64, 65, 66, 70, 100, 127, 20, 63 };
+	static u8 b[3000];
+	struct result want, got;
+	size_t i, n, k, pos, ncuts, cuts[3000];
+	unsigned ended = 0, flagged = 0;
+	uint32_t max;
+
+	use_impl(state);
+	rng_state = 0x736f757000000001ULL;
+	for (i = 0; i < 20000; i++) {
+		n = gen_soup(b, sizeof(b));
+		max = maxes[rnd_below(sizeof(maxes) / sizeof(maxes[0]))];
+		model(b, n, max, &want);
+		ended += want.end != NOT_ENDED;
+		flagged += want.flags != 0;
+		feed_whole(b, n, max, &got);
+		assert_same(&got, &want);
+		for (k = 0; k < 3; k++) {
+			size_t maxchunk = k == 0 ? 8 : k == 1 ? 100 : 400;
+
+			ncuts = 0;
+			for (pos = 1 + rnd_below(maxchunk); pos < n;
+			     pos += 1 + rnd_below(maxchunk))
+				cuts[ncuts++] = pos;
+			feed(b, n, max, cuts, ncuts, &got);
+			assert_same(&got, &want);
+		}
+		if (i % 20 == 0 && n <= 400)
+			for (k = 1; k < n; k++) {
+				feed(b, n, max, &k, 1, &got);
+				assert_same(&got, &want);
+			}
+	}
+	print_message("%u of 20000 ended, %u flagged\n", ended, flagged);
+	assert_true(ended > 2000 && flagged > 2000);
+}
+
+/*
+ * One stream, its chunks handed to random implementations in turn: the
+ * scanner state means the same to all of them.
+ */
+static void
+test_mixed_impls(void **state)
+{
+	static u8 b[3000];
+	struct result want;
+	struct data_scan s;
+	size_t i, n, pos, chunk, used, end;
+	int avail[DATA_SCAN_IMPL_COUNT], navail = 0, w;
+	const char *c;
+	uint32_t max;
+
+	(void)state;
+	for (w = 0; w < DATA_SCAN_IMPL_COUNT; w++)
+		if (data_scan_impl_available(w))
+			avail[navail++] = w;
+	assert_true(navail >= 1);
+	assert_true(data_scan_impl_available(data_scan_impl_default()));
+	assert_false(data_scan_impl_available(-1));
+	assert_false(data_scan_impl_available(DATA_SCAN_IMPL_COUNT));
+	print_message("implementations here:");
+	for (w = 0; w < navail; w++)
+		print_message(" %s", data_scan_impl_name(avail[w]));
+	print_message("; data_scan() uses %s\n",
+	    data_scan_impl_name(data_scan_impl_default()));
+	rng_state = 0x6d69786564000001ULL;
+	for (i = 0; i < 20000; i++) {
+		n = gen_soup(b, sizeof(b));
+		max = rnd_below(2) ? 0 : (uint32_t)(60 + rnd_below(10));
+		model(b, n, max, &want);
+		data_scan_init(&s, max);
+		end = NOT_ENDED;
+		for (pos = 0; pos < n; pos += chunk) {
+			chunk = 1 + rnd_below(rnd_below(2) ? 70 : 300);
+			if (chunk > n - pos)
+				chunk = n - pos;
+			c = guard_copy(&g, b + pos, chunk);
+			used = data_scan_impl_scan(avail[rnd_below((size_t)navail)],
+			    &s, c, chunk);
+			if (s.done) {
+				end = pos + used;
+				break;
+			}
+			assert_int_equal(used, chunk);
+		}
+		assert_int_equal(end, want.end);
+		assert_int_equal(s.flags, want.flags);
+		if (want.flags != 0)
+			assert_int_equal(s.first_flag_at, want.first);
+	}
+}
+
+#define PER_IMPL(f) { #f, f }
+
 int
 main(void)
 {
-	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_init),
-		cmocka_unit_test(test_ends),
-		cmocka_unit_test(test_smuggling),
-		cmocka_unit_test(test_line_length),
-		cmocka_unit_test(test_offsets),
-		cmocka_unit_test(test_random),
+	static const struct {
+		const char *name;
+		CMUnitTestFunction fn;
+	} per[] = {
+		PER_IMPL(test_init),
+		PER_IMPL(test_ends),
+		PER_IMPL(test_smuggling),
+		PER_IMPL(test_line_length),
+		PER_IMPL(test_offsets),
+		PER_IMPL(test_random),
+		PER_IMPL(test_blocks),
+		PER_IMPL(test_line_edges),
+		PER_IMPL(test_soup),
 	};
+	enum { NPER = sizeof(per) / sizeof(per[0]) };
+	/* -1: data_scan() itself, then each implementation */
+	static int which[DATA_SCAN_IMPL_COUNT + 1];
+	static char names[(DATA_SCAN_IMPL_COUNT + 1) * NPER][64];
+	static struct CMUnitTest tests[(DATA_SCAN_IMPL_COUNT + 1) * NPER + 1];
+	size_t i, n = 0;
+	int w;
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	for (w = -1; w < DATA_SCAN_IMPL_COUNT; w++) {
+		which[w + 1] = w;
+		for (i = 0; i < NPER; i++) {
+			snprintf(names[n], sizeof(names[n]), "%s/%s", per[i].name,
+			    w < 0 ? "data_scan" : data_scan_impl_name(w));
+			tests[n] = (struct CMUnitTest){ .name = names[n],
+			    .test_func = per[i].fn, .initial_state = &which[w + 1] };
+			n++;
+		}
+	}
+	tests[n++] = (struct CMUnitTest){ .name = "test_mixed_impls",
+	    .test_func = test_mixed_impls };
+	return _cmocka_run_group_tests("test_data_scan", tests, n, setup,
+	    teardown);
 }
