@@ -268,8 +268,9 @@ conn_printf(struct conn *c, const char *fmt, ...)
 	return conn_write(c, buf, (size_t)n);
 }
 
-int
-conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
+/* Queues memory the conn does not copy; bid says how it is released once sent. */
+static int
+conn_queue_ref(struct conn *c, const char *p, size_t n, int32_t bid)
 {
 	struct conn_seg *s;
 
@@ -283,28 +284,24 @@ conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
 	s->bid = bid;
 	s->chunk = NULL;
 	s->cap = 0;
-	pbuf_ref(c->ring, bid);
 	c->queued += n;
+	return 0;
+}
+
+int
+conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
+{
+	if (conn_queue_ref(c, p, n, bid) < 0)
+		return -1;
+	if (n && !c->closing)
+		pbuf_ref(c->ring, bid);
 	return 0;
 }
 
 int
 conn_write_ref(struct conn *c, const void *p, size_t n)
 {
-	struct conn_seg *s;
-
-	if (n == 0 || c->closing)
-		return 0;
-	s = conn_seg_push(c);
-	if (s == NULL)
-		return -1;
-	s->p = p;
-	s->len = (uint32_t)n;
-	s->bid = CONN_SEG_REF;
-	s->chunk = NULL;
-	s->cap = 0;
-	c->queued += n;
-	return 0;
+	return conn_queue_ref(c, p, n, CONN_SEG_REF);
 }
 
 void
