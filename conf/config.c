@@ -150,15 +150,19 @@ config_parse_bool(const char *s, int *v)
 enum dtype {
 	D_STR,		/* non-empty string, no control characters */
 	D_HOSTNAME,	/* D_STR without spaces: it goes into the banner */
+	D_WORD,		/* D_STR without spaces (a Redis key prefix) */
+	D_SECRET,	/* string, may be empty, no control characters; never echoed */
 	D_UINT,		/* unsigned in [min, max] */
 	D_WORKERS,	/* "auto" (0) or [min, max] */
 	D_SIZE,		/* uint64_t bytes in [min, max] */
 	D_DURATION,	/* uint64_t ms in [min, max] */
+	D_RATE,		/* struct cfg_rate, "COUNT/DURATION" */
 	D_BOOL,		/* int 0/1 */
 	D_ENUM,		/* int, one of names[] */
 	D_ADDR,		/* one struct net_addr */
 	D_ADDRS,	/* struct net_addr * + unsigned count at off2 */
 	D_CIDRS,	/* char ** + unsigned count at off2, "addr/prefix" */
+	D_NETS,		/* struct cidr_list (cidr_list_parse) */
 	D_DOMAINS,	/* char ** + unsigned count at off2, lower-cased; '*' */
 	D_NAMES,	/* backend names, resolved after the whole file is read */
 };
@@ -208,8 +212,14 @@ static const struct enum_name forwards[] = {
 	{ "none", CFG_FORWARD_NONE }, { "xclient", CFG_FORWARD_XCLIENT },
 	{ "xforward", CFG_FORWARD_XFORWARD }, { NULL, 0 },
 };
+static const struct enum_name on_failures[] = {
+	{ "allow", 0 }, { "tempfail", 1 }, { NULL, 0 },
+};
 
-#define SRV(f) offsetof(struct config, f), 0
+/* What every list of networks says when an entry is not one. */
+#define NETS_EXPECTED "an address or network such as 192.0.2.0/24 or 2001:db8::/32"
+
+#define SRV(f) offsetof(struct config, f), 0	/* also [redis], [limits], [access] */
 #define LST(f) offsetof(struct cfg_listener, f), 0
 #define LSTN(f, n) offsetof(struct cfg_listener, f), offsetof(struct cfg_listener, n)
 #define BE(f) offsetof(struct cfg_backend, f), 0
@@ -259,11 +269,58 @@ static const struct directive backend_keys[BK_COUNT] = {
 	[BK_FORWARD_CLIENT]  = { "forward_client", D_ENUM, BE(forward_client), 0, 0, forwards },
 };
 
-#define SK_COUNT ARRAY_SIZE(server_keys)
+static const struct directive redis_keys[] = {
+	{ "address",    D_ADDR,     SRV(redis.addr), 0, 0, NULL },
+	{ "password",   D_SECRET,   SRV(redis.password), 0, 0, NULL },
+	{ "key_prefix", D_WORD,     SRV(redis.key_prefix), 0, 0, NULL },
+	{ "timeout",    D_DURATION, SRV(redis.timeout_ms), 1, MS_MIN, NULL },
+	{ "on_failure", D_ENUM,     SRV(redis.on_failure_tempfail), 0, 0, on_failures },
+};
+
+/* A key that is absent leaves its limit off (count 0). */
+static const struct directive limits_keys[] = {
+	{ "connection_rate",   D_RATE, SRV(limits.connection_rate), 0, 0, NULL },
+	{ "concurrency",       D_UINT, SRV(limits.concurrency), 1, 100000, NULL },
+	{ "message_rate",      D_RATE, SRV(limits.message_rate), 0, 0, NULL },
+	{ "recipient_rate",    D_RATE, SRV(limits.recipient_rate), 0, 0, NULL },
+	{ "auth_failure_rate", D_RATE, SRV(limits.auth_failure_rate), 0, 0, NULL },
+	{ "ipv6_prefix",       D_UINT, SRV(limits.ipv6_prefix), 1, 128, NULL },
+};
+
+static const struct directive access_keys[] = {
+	{ "allow", D_NETS, SRV(access.allow), 0, 0, NULL },
+	{ "deny",  D_NETS, SRV(access.deny), 0, 0, NULL },
+};
+
+/*
+ * Sections without a name, each allowed once, whose keys all land in
+ * struct config. Indexed by enum section (SEC_SERVER .. SEC_NSINGLE - 1).
+ */
+enum section { SEC_NONE, SEC_SERVER, SEC_REDIS, SEC_LIMITS, SEC_ACCESS, SEC_NSINGLE,
+	       SEC_LISTENER = SEC_NSINGLE, SEC_BACKEND };
+
+struct single_section {
+	const char *name;
+	const struct directive *keys;
+	size_t nkeys;
+};
+
+static const struct single_section singles[SEC_NSINGLE] = {
+	[SEC_SERVER] = { "server", server_keys, ARRAY_SIZE(server_keys) },
+	[SEC_REDIS]  = { "redis", redis_keys, ARRAY_SIZE(redis_keys) },
+	[SEC_LIMITS] = { "limits", limits_keys, ARRAY_SIZE(limits_keys) },
+	[SEC_ACCESS] = { "access", access_keys, ARRAY_SIZE(access_keys) },
+};
+
+#define SINGLE_MAX_KEYS 16
+_Static_assert(ARRAY_SIZE(server_keys) <= SINGLE_MAX_KEYS, "keyline size");
+_Static_assert(ARRAY_SIZE(redis_keys) <= SINGLE_MAX_KEYS, "keyline size");
+_Static_assert(ARRAY_SIZE(limits_keys) <= SINGLE_MAX_KEYS, "keyline size");
+_Static_assert(ARRAY_SIZE(access_keys) <= SINGLE_MAX_KEYS, "keyline size");
 
 /* Sections of the contract that later versions will implement. */
 static const char *const later_sections[] = {
-	"tls", "route", "redis", "limits", "access", "dnsbl", "auth", "metrics",
+	"tls", "route", "dnsbl", "auth", "metrics",
 };
 
 /* ------------------------------------------------------------------ */
@@ -281,8 +338,6 @@ struct backend_extra {
 	int keyline[BK_COUNT];
 };
 
-enum section { SEC_NONE, SEC_SERVER, SEC_LISTENER, SEC_BACKEND };
-
 struct parser {
 	const char *path;
 	FILE *f;
@@ -292,8 +347,8 @@ struct parser {
 	struct config *c;
 
 	enum section sec;
-	int server_line;
-	int server_keyline[SK_COUNT];
+	int single_line[SEC_NSINGLE];	/* header line of each single section, 0 = absent */
+	int single_keyline[SEC_NSINGLE][SINGLE_MAX_KEYS];
 	struct listener_extra *lx;	/* parallel to c->listeners */
 	struct backend_extra *bx;	/* parallel to c->backends */
 
@@ -486,6 +541,24 @@ name_ok(const char *n)
 	return 1;
 }
 
+/* A bound of a duration range for messages: "0", "1ms", "1m", "1d". */
+static const char *
+format_duration(uint64_t ms, char *buf, size_t len)
+{
+	static const struct { const char *unit; uint64_t mult; } units[] = {
+		{ "d", MS_DAY }, { "h", MS_HOUR }, { "m", MS_MIN }, { "s", MS_SEC },
+	};
+
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++) {
+		if (ms != 0 && ms % units[i].mult == 0) {
+			snprintf(buf, len, "%llu%s", (unsigned long long)(ms / units[i].mult), units[i].unit);
+			return buf;
+		}
+	}
+	snprintf(buf, len, ms == 0 ? "0" : "%llums", (unsigned long long)ms);
+	return buf;
+}
+
 /* ------------------------------------------------------------------ */
 /* Applying one directive                                              */
 /* ------------------------------------------------------------------ */
@@ -501,12 +574,25 @@ apply(struct parser *p, const struct directive *d, void *obj, const char *value)
 	switch (d->type) {
 	case D_STR:
 	case D_HOSTNAME:
+	case D_WORD:
 		if (*value == '\0' || has_ctl_or_space(value, d->type == D_STR) ||
-		    (d->type == D_HOSTNAME && strlen(value) > 255))
+		    (d->type != D_STR && strlen(value) > 255))
 			return bad_value(p, d->name, value, "%s",
-					 d->type == D_HOSTNAME ? "a host name without spaces"
-							       : "a non-empty string");
+					 d->type == D_HOSTNAME ? "a host name without spaces" :
+					 d->type == D_WORD ? "a non-empty string without spaces, at most 255 bytes"
+							   : "a non-empty string");
 		free(*(char **)field);	/* replaces a default such as log = stderr */
+		*(char **)field = xstrdup(value);
+		return 0;
+
+	case D_SECRET:
+		/* A password: not repeated in the message, which may end up in a log. */
+		if (has_ctl_or_space(value, 1)) {
+			set_err(p, p->lineno, "bad value for %s (expected a string without control "
+				"characters; the value is not shown)", d->name);
+			return -1;
+		}
+		free(*(char **)field);
 		*(char **)field = xstrdup(value);
 		return 0;
 
@@ -535,14 +621,25 @@ apply(struct parser *p, const struct directive *d, void *obj, const char *value)
 		*(uint64_t *)field = u;
 		return 0;
 
-	case D_DURATION:
+	case D_DURATION: {
+		char lo[32], hi[32];
 		if (config_parse_duration(value, &u) < 0)
 			return bad_value(p, d->name, value, "a duration like 250ms, 30s, 5m, 1h or 2d");
 		if (u < d->min || u > d->max)
-			return bad_value(p, d->name, value, "a duration from %s to 1d",
-					 d->min == 0 ? "0" : "1ms");
+			return bad_value(p, d->name, value, "a duration from %s to %s",
+					 format_duration(d->min, lo, sizeof(lo)),
+					 format_duration(d->max, hi, sizeof(hi)));
 		*(uint64_t *)field = u;
 		return 0;
+	}
+
+	case D_RATE: {
+		struct cfg_rate *r = (struct cfg_rate *)field;
+		if (config_parse_rate(value, &r->count, &r->per_ms) < 0)
+			return bad_value(p, d->name, value, "COUNT/DURATION with a COUNT of at least 1, "
+					 "like 60/1m or 5/10m");
+		return 0;
+	}
 
 	case D_BOOL:
 		if (config_parse_bool(value, &b) < 0)
@@ -599,7 +696,7 @@ apply(struct parser *p, const struct directive *d, void *obj, const char *value)
 			if (d->type == D_CIDRS) {
 				char *cidr = parse_cidr(items[i]);
 				if (cidr == NULL) {
-					bad_value(p, d->name, items[i], "an address or network like 10.0.0.0/8 or ::1/128");
+					bad_value(p, d->name, items[i], NETS_EXPECTED);
 					free_strv(items, (unsigned)n);
 					return -1;
 				}
@@ -620,6 +717,25 @@ apply(struct parser *p, const struct directive *d, void *obj, const char *value)
 		free_strv(*(char ***)field, *(unsigned *)((char *)obj + d->off2));
 		*(char ***)field = items;
 		*(unsigned *)((char *)obj + d->off2) = (unsigned)n;
+		return 0;
+	}
+
+	case D_NETS: {
+		struct cidr_list nets = { NULL, 0 };
+		unsigned bad = 0;
+		char **items;
+		int n = split_list(value, &items);
+		if (n < 0)
+			return bad_value(p, d->name, value, "a comma-separated list without empty elements");
+		if (cidr_list_parse(&nets, items, (unsigned)n, &bad) < 0) {
+			bad_value(p, d->name, bad < (unsigned)n ? items[bad] : value, NETS_EXPECTED);
+			cidr_list_free(&nets);
+			free_strv(items, (unsigned)n);
+			return -1;
+		}
+		free_strv(items, (unsigned)n);
+		cidr_list_free((struct cidr_list *)field);
+		*(struct cidr_list *)field = nets;
 		return 0;
 	}
 
@@ -666,8 +782,8 @@ backend_defaults(struct cfg_backend *b)
 }
 
 /*
- * A section header: "[server]", "[listener NAME]", "[backend NAME]".
- * text is what is between the brackets.
+ * A section header: "[server]", "[redis]", "[limits]", "[access]",
+ * "[listener NAME]", "[backend NAME]". text is what is between the brackets.
  */
 static void
 begin_section(struct parser *p, const char *text)
@@ -686,17 +802,25 @@ begin_section(struct parser *p, const char *text)
 	snprintf(kind, sizeof(kind), "%.*s", (int)klen, s);
 
 	p->sec = SEC_NONE;
-	if (strcmp(kind, "server") == 0) {
+	for (int i = SEC_SERVER; i < SEC_NSINGLE; i++) {
+		if (strcmp(kind, singles[i].name) != 0)
+			continue;
 		if (*name != '\0') {
-			set_err(p, p->lineno, "section [server] takes no name");
+			set_err(p, p->lineno, "section [%s] takes no name", kind);
 			return;
 		}
-		if (p->server_line > 0) {
-			set_err(p, p->lineno, "duplicate section [server] (first at line %d)", p->server_line);
+		if (p->single_line[i] > 0) {
+			set_err(p, p->lineno, "duplicate section [%s] (first at line %d)",
+				kind, p->single_line[i]);
 			return;
 		}
-		p->server_line = p->lineno;
-		p->sec = SEC_SERVER;
+		p->single_line[i] = p->lineno;
+		p->sec = (enum section)i;
+		/* Present, even empty, turns the feature on (with its defaults). */
+		if (i == SEC_REDIS)
+			c->redis.enabled = 1;
+		else if (i == SEC_LIMITS)
+			c->limits.enabled = 1;
 		return;
 	}
 	if (strcmp(kind, "listener") == 0 || strcmp(kind, "backend") == 0) {
@@ -771,10 +895,13 @@ handle_kv(struct parser *p, const char *key, const char *value)
 
 	switch (p->sec) {
 	case SEC_SERVER:
-		table = server_keys, n = SK_COUNT;
-		keyline = p->server_keyline;
+	case SEC_REDIS:
+	case SEC_LIMITS:
+	case SEC_ACCESS:
+		table = singles[p->sec].keys, n = singles[p->sec].nkeys;
+		keyline = p->single_keyline[p->sec];
 		obj = p->c;
-		secname = "server";
+		secname = singles[p->sec].name;
 		break;
 	case SEC_LISTENER:
 		table = listener_keys, n = LK_COUNT;
@@ -942,9 +1069,6 @@ validate_backend(struct parser *p, unsigned i)
 		refuse(p, kl[BK_PROTOCOL], "protocol", enum_name_of(protocols, (int)b->protocol));
 	if (b->tls != 0)
 		refuse(p, kl[BK_TLS], "tls", "starttls");
-	if (b->forward_client != CFG_FORWARD_NONE)
-		refuse(p, kl[BK_FORWARD_CLIENT], "forward_client",
-		       enum_name_of(forwards, (int)b->forward_client));
 }
 
 static void
@@ -963,9 +1087,20 @@ validate_listener(struct parser *p, unsigned i)
 		refuse(p, kl[LK_TLS], "tls", enum_name_of(listener_tls, (int)l->tls));
 	if (l->require_tls)
 		refuse(p, kl[LK_REQUIRE_TLS], "require_tls", "yes");
-	if (l->proxy_protocol != CFG_PROXY_OFF)
-		refuse(p, kl[LK_PROXY_PROTOCOL], "proxy_protocol",
-		       enum_name_of(proxy_protos, (int)l->proxy_protocol));
+
+	/*
+	 * The strings were checked by parse_cidr; the matcher wants them
+	 * parsed. The PROXY header must come within the command timeout,
+	 * and within 10s at most: it is sent at once by any real balancer.
+	 */
+	unsigned bad = 0;
+	if (cidr_list_parse(&l->proxy_trusted_nets, l->proxy_trusted, l->nproxy_trusted, &bad) < 0) {
+		set_err(p, kl[LK_PROXY_TRUSTED] ? kl[LK_PROXY_TRUSTED] : l->line,
+			"bad value for proxy_trusted: '%s' (expected " NETS_EXPECTED ")",
+			bad < l->nproxy_trusted ? l->proxy_trusted[bad] : "");
+		l->proxy_trusted_nets = (struct cidr_list){ NULL, 0 };
+	}
+	l->proxy_timeout_ms = MIN(c->timeout_command_ms, 10 * MS_SEC);
 
 	if (l->mode == CFG_MODE_RELAY && kl[LK_RELAY_DOMAINS] == 0)
 		set_err(p, l->line, "listener %s: relay_domains is required in relay mode "
@@ -1055,6 +1190,7 @@ config_free(struct config *c)
 		free(l->name);
 		free(l->addrs);
 		free_strv(l->proxy_trusted, l->nproxy_trusted);
+		cidr_list_free(&l->proxy_trusted_nets);
 		free_strv(l->relay_domains, l->nrelay_domains);
 		free(l->backends);
 	}
@@ -1064,6 +1200,10 @@ config_free(struct config *c)
 		free(c->backends[i].tls_ca);
 	}
 	free(c->backends);
+	free(c->redis.password);
+	free(c->redis.key_prefix);
+	cidr_list_free(&c->access.allow);
+	cidr_list_free(&c->access.deny);
 	free(c->path);
 	free(c->hostname);
 	free(c->log);
@@ -1091,6 +1231,13 @@ config_new(const char *path)
 	c->log = xstrdup("stderr");
 	c->log_json = 0;
 	c->log_level = LOG_LVL_INFO;
+	/* The defaults of [redis] and [limits] are there even when the section is not. */
+	if (net_addr_parse("127.0.0.1:6379", &c->redis.addr, host, sizeof(host)) < 0)
+		abort();
+	c->redis.key_prefix = xstrdup("mxgate:");
+	c->redis.timeout_ms = 100;
+	c->redis.on_failure_tempfail = 0;
+	c->limits.ipv6_prefix = 64;
 	c->refs = 1;
 	return c;
 }

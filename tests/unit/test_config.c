@@ -75,6 +75,21 @@ expect_err(const char *text, int line, const char *want)
 			 rc, err, prefix, want, text);
 }
 
+/* Like expect_err, but the message after "PATH:LINE: " must be exactly want. */
+static void
+expect_err_exact(const char *text, int line, const char *want)
+{
+	struct config *c = (struct config *)1;
+	char err[512], full[768];
+	const char *path = write_conf(text);
+	int rc = config_load(path, &c, err, sizeof(err));
+
+	unlink(path);
+	snprintf(full, sizeof(full), "%s:%d: %s", path, line, want);
+	if (rc != -1 || c != NULL || strcmp(err, full) != 0)
+		fail_msg("rc=%d err='%s'\nwanted '%s'\n--- config ---\n%s", rc, err, full, text);
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -467,7 +482,7 @@ static void
 test_err_sections(void **state)
 {
 	static const char *const later[] = {
-		"tls", "route example.test", "redis", "limits", "access", "dnsbl", "auth", "metrics",
+		"tls", "route example.test", "dnsbl", "auth", "metrics",
 	};
 	char text[512], want[128];
 
@@ -604,13 +619,8 @@ test_err_not_supported(void **state)
 		{ "tls = implicit", LISTENER "tls = implicit\n" BACKEND },
 		{ "require_tls = yes", LISTENER "require_tls = true\n" BACKEND },
 		{ "mode = submission", LISTENER "mode = submission\n" BACKEND },
-		{ "proxy_protocol = v1", LISTENER "proxy_protocol = v1\n" BACKEND },
-		{ "proxy_protocol = v2", LISTENER "proxy_protocol = v2\n" BACKEND },
-		{ "proxy_protocol = auto", LISTENER "proxy_protocol = auto\n" BACKEND },
 		{ "tls = starttls", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\ntls = starttls\n" },
 		{ "protocol = lmtp", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\nprotocol = lmtp\n" },
-		{ "forward_client = xclient", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\nforward_client = xclient\n" },
-		{ "forward_client = xforward", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\nforward_client = xforward\n" },
 	};
 	char want[128];
 
@@ -623,6 +633,336 @@ test_err_not_supported(void **state)
 	/* A relay listener that asks for submission still gets the submission refusal first. */
 	expect_err(BACKEND "[listener s]\nlisten = 127.0.0.1:587\nmode = submission\n", 5,
 		   "mode = submission is not supported by this version");
+}
+
+/* ------------------------------------------------------------------ */
+/* [redis], [limits], [access], PROXY and forward_client              */
+/* ------------------------------------------------------------------ */
+
+/* c is the network text ("2001:db8::/32"), in canonical (masked) form. */
+static void
+assert_cidr(const struct cidr *c, const char *want)
+{
+	char addr[64];
+	unsigned char bin[16];
+	const char *slash = strchr(want, '/');
+	int family = strchr(want, ':') != NULL ? AF_INET6 : AF_INET;
+
+	assert_non_null(slash);
+	snprintf(addr, sizeof(addr), "%.*s", (int)(slash - want), want);
+	assert_int_equal(inet_pton(family, addr, bin), 1);
+	if (c->family != family || c->prefix != (unsigned)atoi(slash + 1) ||
+	    memcmp(c->addr, bin, family == AF_INET ? 4 : 16) != 0)
+		fail_msg("network family %d prefix %u, wanted %s", c->family, c->prefix, want);
+}
+
+static void
+test_redis(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	/* Absent: the embedded store; the defaults are still filled in. */
+	c = load_ok(LISTENER BACKEND);
+	assert_int_equal(c->redis.enabled, 0);
+	assert_addr(&c->redis.addr, "127.0.0.1:6379");
+	assert_null(c->redis.password);
+	assert_string_equal(c->redis.key_prefix, "mxgate:");
+	assert_int_equal(c->redis.timeout_ms, 100);
+	assert_int_equal(c->redis.on_failure_tempfail, 0);
+	config_unref(c);
+
+	/* Present and empty: enabled, with the defaults. */
+	c = load_ok(LISTENER BACKEND "[redis]\n");
+	assert_int_equal(c->redis.enabled, 1);
+	assert_addr(&c->redis.addr, "127.0.0.1:6379");
+	assert_null(c->redis.password);
+	assert_string_equal(c->redis.key_prefix, "mxgate:");
+	assert_int_equal(c->redis.timeout_ms, 100);
+	assert_int_equal(c->redis.on_failure_tempfail, 0);
+	config_unref(c);
+
+	c = load_ok("[redis]\naddress = [::1]:6380\npassword = s3cret with space\n"
+		    "key_prefix = mx1:{limits}:\ntimeout = 1m\non_failure = TempFail\n" LISTENER BACKEND);
+	assert_int_equal(c->redis.enabled, 1);
+	assert_addr(&c->redis.addr, "[::1]:6380");
+	assert_string_equal(c->redis.password, "s3cret with space");
+	assert_string_equal(c->redis.key_prefix, "mx1:{limits}:");
+	assert_int_equal(c->redis.timeout_ms, 60000);
+	assert_int_equal(c->redis.on_failure_tempfail, 1);
+	config_unref(c);
+
+	/* "password =" is allowed: no AUTH. */
+	c = load_ok(LISTENER BACKEND "[redis]\naddress = unix:/run/redis/redis.sock\npassword =\n"
+		    "timeout = 1ms\non_failure = allow\n");
+	assert_addr(&c->redis.addr, "unix:/run/redis/redis.sock");
+	assert_string_equal(c->redis.password, "");
+	assert_int_equal(c->redis.timeout_ms, 1);
+	assert_int_equal(c->redis.on_failure_tempfail, 0);
+	config_unref(c);
+}
+
+static void
+test_limits(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load_ok(LISTENER BACKEND);
+	assert_int_equal(c->limits.enabled, 0);
+	assert_int_equal(c->limits.connection_rate.count, 0);
+	assert_int_equal(c->limits.concurrency, 0);
+	assert_int_equal(c->limits.ipv6_prefix, 64);
+	config_unref(c);
+
+	/* Present: enabled; every key absent = that limit off. */
+	c = load_ok(LISTENER BACKEND "[limits]\n");
+	assert_int_equal(c->limits.enabled, 1);
+	assert_int_equal(c->limits.connection_rate.count, 0);
+	assert_int_equal(c->limits.connection_rate.per_ms, 0);
+	assert_int_equal(c->limits.concurrency, 0);
+	assert_int_equal(c->limits.message_rate.count, 0);
+	assert_int_equal(c->limits.recipient_rate.count, 0);
+	assert_int_equal(c->limits.auth_failure_rate.count, 0);
+	assert_int_equal(c->limits.ipv6_prefix, 64);
+	config_unref(c);
+
+	c = load_ok(LISTENER BACKEND "[limits]\nconnection_rate = 60/1m\nconcurrency = 20\n"
+		    "message_rate = 200/1h\nrecipient_rate = 1000/1h\nauth_failure_rate = 5/10m\n"
+		    "ipv6_prefix = 48\n");
+	assert_int_equal(c->limits.enabled, 1);
+	assert_int_equal(c->limits.connection_rate.count, 60);
+	assert_int_equal(c->limits.connection_rate.per_ms, 60000);
+	assert_int_equal(c->limits.concurrency, 20);
+	assert_int_equal(c->limits.message_rate.count, 200);
+	assert_int_equal(c->limits.message_rate.per_ms, 3600000);
+	assert_int_equal(c->limits.recipient_rate.count, 1000);
+	assert_int_equal(c->limits.recipient_rate.per_ms, 3600000);
+	assert_int_equal(c->limits.auth_failure_rate.count, 5);
+	assert_int_equal(c->limits.auth_failure_rate.per_ms, 600000);
+	assert_int_equal(c->limits.ipv6_prefix, 48);
+	config_unref(c);
+
+	/* Bounds, and a single limit leaving the others off. */
+	c = load_ok("[limits]\nconcurrency = 100000\nipv6_prefix = 128\n" LISTENER BACKEND);
+	assert_int_equal(c->limits.concurrency, 100000);
+	assert_int_equal(c->limits.ipv6_prefix, 128);
+	assert_int_equal(c->limits.message_rate.count, 0);
+	config_unref(c);
+	c = load_ok("[limits]\nconcurrency = 1\nipv6_prefix = 1\nmessage_rate = 1/250ms\n" LISTENER BACKEND);
+	assert_int_equal(c->limits.concurrency, 1);
+	assert_int_equal(c->limits.ipv6_prefix, 1);
+	assert_int_equal(c->limits.message_rate.count, 1);
+	assert_int_equal(c->limits.message_rate.per_ms, 250);
+	assert_int_equal(c->limits.connection_rate.count, 0);
+	config_unref(c);
+}
+
+static void
+test_access(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load_ok(LISTENER BACKEND);
+	assert_int_equal(c->access.allow.n, 0);
+	assert_null(c->access.allow.v);
+	assert_int_equal(c->access.deny.n, 0);
+	assert_null(c->access.deny.v);
+	config_unref(c);
+
+	/* An empty section: no lists. */
+	c = load_ok(LISTENER BACKEND "[access]\n");
+	assert_int_equal(c->access.allow.n, 0);
+	assert_int_equal(c->access.deny.n, 0);
+	config_unref(c);
+
+	c = load_ok(LISTENER BACKEND "[access]\n"
+		    "allow = 10.0.0.0/8, 2001:db8::/32 , 192.0.2.7, ::1, fd00:1:2:3::/64\n"
+		    "deny = 192.0.2.0/24,2001:DB8:BAD::/48, 198.51.100.9/16, 2001:db8::1/0\n");
+	assert_int_equal(c->access.allow.n, 5);
+	assert_cidr(&c->access.allow.v[0], "10.0.0.0/8");
+	assert_cidr(&c->access.allow.v[1], "2001:db8::/32");
+	assert_cidr(&c->access.allow.v[2], "192.0.2.7/32");
+	assert_cidr(&c->access.allow.v[3], "::1/128");
+	assert_cidr(&c->access.allow.v[4], "fd00:1:2:3::/64");
+	assert_int_equal(c->access.deny.n, 4);
+	assert_cidr(&c->access.deny.v[0], "192.0.2.0/24");
+	assert_cidr(&c->access.deny.v[1], "2001:db8:bad::/48");
+	assert_cidr(&c->access.deny.v[2], "198.51.0.0/16");	/* host bits cleared */
+	assert_cidr(&c->access.deny.v[3], "::/0");
+	config_unref(c);
+
+	/* Only one of the two. */
+	c = load_ok("[access]\ndeny = 2001:db8::/32\n" LISTENER BACKEND);
+	assert_int_equal(c->access.allow.n, 0);
+	assert_int_equal(c->access.deny.n, 1);
+	assert_cidr(&c->access.deny.v[0], "2001:db8::/32");
+	config_unref(c);
+}
+
+static void
+test_proxy_and_forward(void **state)
+{
+	static const struct { const char *word; enum cfg_proxy_proto v; } protos[] = {
+		{ "off", CFG_PROXY_OFF }, { "v1", CFG_PROXY_V1 }, { "v2", CFG_PROXY_V2 },
+		{ "auto", CFG_PROXY_AUTO }, { "V2", CFG_PROXY_V2 },
+	};
+	static const struct { const char *word; enum cfg_forward v; } fwd[] = {
+		{ "none", CFG_FORWARD_NONE }, { "xclient", CFG_FORWARD_XCLIENT },
+		{ "xforward", CFG_FORWARD_XFORWARD }, { "XForward", CFG_FORWARD_XFORWARD },
+	};
+	char text[512];
+	struct config *c;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
+		snprintf(text, sizeof(text), LISTENER "proxy_protocol = %s\n" BACKEND, protos[i].word);
+		c = load_ok(text);
+		assert_int_equal(c->listeners[0].proxy_protocol, protos[i].v);
+		config_unref(c);
+	}
+	for (size_t i = 0; i < sizeof(fwd) / sizeof(fwd[0]); i++) {
+		snprintf(text, sizeof(text), LISTENER BACKEND "forward_client = %s\n", fwd[i].word);
+		c = load_ok(text);
+		assert_int_equal(c->backends[0].forward_client, fwd[i].v);
+		config_unref(c);
+	}
+
+	/* Default trusted peers, parsed; the PROXY deadline is capped at 10s. */
+	c = load_ok(LISTENER "proxy_protocol = auto\n" BACKEND);
+	struct cfg_listener *l = &c->listeners[0];
+	assert_int_equal(l->proxy_trusted_nets.n, 2);
+	assert_cidr(&l->proxy_trusted_nets.v[0], "127.0.0.0/8");
+	assert_cidr(&l->proxy_trusted_nets.v[1], "::1/128");
+	assert_int_equal(l->proxy_timeout_ms, 10000);
+	config_unref(c);
+
+	/* Given ones; a shorter command timeout (even set after the listener) wins. */
+	c = load_ok(LISTENER "proxy_protocol = v2\nproxy_trusted = 10.1.2.3/8, 192.0.2.1, 2001:db8::/32\n"
+		    BACKEND "[server]\ntimeout_command = 3s\n"
+		    "[listener two]\nlisten = 127.0.0.1:2526\nrelay_domains = *\n"
+		    "proxy_trusted = fd00::1\n");
+	l = &c->listeners[0];
+	assert_int_equal(l->nproxy_trusted, 3);
+	assert_int_equal(l->proxy_trusted_nets.n, 3);
+	assert_cidr(&l->proxy_trusted_nets.v[0], "10.0.0.0/8");
+	assert_cidr(&l->proxy_trusted_nets.v[1], "192.0.2.1/32");
+	assert_cidr(&l->proxy_trusted_nets.v[2], "2001:db8::/32");
+	assert_int_equal(l->proxy_timeout_ms, 3000);
+	l = &c->listeners[1];
+	assert_int_equal(l->proxy_protocol, CFG_PROXY_OFF);
+	assert_int_equal(l->proxy_trusted_nets.n, 1);
+	assert_cidr(&l->proxy_trusted_nets.v[0], "fd00::1/128");
+	assert_int_equal(l->proxy_timeout_ms, 3000);
+	config_unref(c);
+
+	c = load_ok("[server]\ntimeout_command = 10001ms\n" LISTENER BACKEND);
+	assert_int_equal(c->listeners[0].proxy_timeout_ms, 10000);
+	config_unref(c);
+}
+
+static void
+test_err_new_sections(void **state)
+{
+	/* Each file: the key on line 2 (or the header on the line given). */
+	static const struct { const char *text; int line; const char *want; } cases[] = {
+		/* [redis] */
+		{ "[redis]\naddress = localhost:6379\n", 2,
+		  "bad value for address: 'localhost:6379' (expected host:port, [ipv6]:port or unix:/path: " },
+		{ "[redis]\naddress = 127.0.0.1\n", 2, "bad value for address: '127.0.0.1' (expected host:port" },
+		{ "[redis]\naddress =\n", 2, "bad value for address: ''" },
+		{ "[redis]\nkey_prefix =\n", 2,
+		  "bad value for key_prefix: '' (expected a non-empty string without spaces, at most 255 bytes)" },
+		{ "[redis]\nkey_prefix = a b\n", 2, "bad value for key_prefix: 'a b'" },
+		{ "[redis]\ntimeout = 0\n", 2, "bad value for timeout: '0' (expected a duration from 1ms to 1m)" },
+		{ "[redis]\ntimeout = 61s\n", 2, "bad value for timeout: '61s' (expected a duration from 1ms to 1m)" },
+		{ "[redis]\ntimeout = 1h\n", 2, "bad value for timeout: '1h' (expected a duration from 1ms to 1m)" },
+		{ "[redis]\ntimeout = fast\n", 2,
+		  "bad value for timeout: 'fast' (expected a duration like 250ms, 30s, 5m, 1h or 2d)" },
+		{ "[redis]\non_failure = deny\n", 2, "bad value for on_failure: 'deny' (expected allow or tempfail)" },
+		{ "[redis]\non_failure =\n", 2, "bad value for on_failure: '' (expected allow or tempfail)" },
+		{ "[redis]\nhost = 127.0.0.1\n", 2, "unknown key 'host' in [redis]" },
+		{ "[redis]\ntimeout = 1s\ntimeout = 2s\n", 3, "duplicate key 'timeout' in [redis] (first at line 2)" },
+		/* [limits] */
+		{ "[limits]\nconnection_rate = 60\n", 2,
+		  "bad value for connection_rate: '60' (expected COUNT/DURATION with a COUNT of at least 1, like 60/1m or 5/10m)" },
+		{ "[limits]\nconnection_rate = 0/1m\n", 2, "bad value for connection_rate: '0/1m' (expected COUNT/DURATION" },
+		{ "[limits]\nmessage_rate = 10/0s\n", 2, "bad value for message_rate: '10/0s' (expected COUNT/DURATION" },
+		{ "[limits]\nrecipient_rate = 10 per hour\n", 2, "bad value for recipient_rate: '10 per hour'" },
+		{ "[limits]\nauth_failure_rate = 5/10M\n", 2, "bad value for auth_failure_rate: '5/10M'" },
+		{ "[limits]\nauth_failure_rate =\n", 2, "bad value for auth_failure_rate: ''" },
+		{ "[limits]\nconcurrency = 0\n", 2,
+		  "bad value for concurrency: '0' (expected a number from 1 to 100000)" },
+		{ "[limits]\nconcurrency = 100001\n", 2, "bad value for concurrency: '100001'" },
+		{ "[limits]\nconcurrency = 20/1m\n", 2, "bad value for concurrency: '20/1m'" },
+		{ "[limits]\nipv6_prefix = 0\n", 2, "bad value for ipv6_prefix: '0' (expected a number from 1 to 128)" },
+		{ "[limits]\nipv6_prefix = 129\n", 2, "bad value for ipv6_prefix: '129'" },
+		{ "[limits]\nipv6_prefix = /64\n", 2, "bad value for ipv6_prefix: '/64'" },
+		{ "[limits]\nrate = 1/1s\n", 2, "unknown key 'rate' in [limits]" },
+		{ "[limits]\nconcurrency = 1\n\nconcurrency = 2\n", 4,
+		  "duplicate key 'concurrency' in [limits] (first at line 2)" },
+		/* [access] */
+		{ "[access]\ndeny = 192.0.2.0/33\n", 2,
+		  "bad value for deny: '192.0.2.0/33' (expected an address or network such as 192.0.2.0/24 or 2001:db8::/32)" },
+		{ "[access]\nallow = 2001:db8::/129\n", 2, "bad value for allow: '2001:db8::/129' (expected an address" },
+		{ "[access]\nallow = 10.0.0.0/8, 2001:db8::/32, example.test\n", 2, "bad value for allow: 'example.test'" },
+		{ "[access]\nallow = 10.0.0.0/8,,::1\n", 2,
+		  "bad value for allow: '10.0.0.0/8,,::1' (expected a comma-separated list without empty elements)" },
+		{ "[access]\nallow =\n", 2, "bad value for allow: ''" },
+		{ "[access]\ndeny = 10.0.0.0/\n", 2, "bad value for deny: '10.0.0.0/'" },
+		{ "[access]\ndeny = 2001:db8:::/32\n", 2, "bad value for deny: '2001:db8:::/32'" },
+		{ "[access]\ndeny = 10.0.0.0/8\nallow = 1.2.3.4/-1\n", 3, "bad value for allow: '1.2.3.4/-1'" },
+		{ "[access]\ntrusted = 10.0.0.0/8\n", 2, "unknown key 'trusted' in [access]" },
+		{ "[access]\nallow = ::1\nallow = 10.0.0.0/8\n", 3, "duplicate key 'allow' in [access] (first at line 2)" },
+		/* Sections: once each, no name. */
+		{ "[redis]\n\n[redis]\n", 3, "duplicate section [redis] (first at line 1)" },
+		{ "[limits]\nconcurrency = 5\n[access]\n[limits]\nconcurrency = 5\n", 4,
+		  "duplicate section [limits] (first at line 1)" },
+		{ "[access]\nallow = 10.0.0.0/8\n[access]\n", 3, "duplicate section [access] (first at line 1)" },
+		{ "[redis main]\n", 1, "section [redis] takes no name" },
+		{ "[limits x]\n", 1, "section [limits] takes no name" },
+		{ "[access x]\n", 1, "section [access] takes no name" },
+		/* The listener's proxy_trusted says the same as the access lists. */
+		{ "[listener a]\nproxy_trusted = 10.0.0.0/8, nope\n", 2,
+		  "bad value for proxy_trusted: 'nope' (expected an address or network such as 192.0.2.0/24 or 2001:db8::/32)" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_err(cases[i].text, cases[i].line, cases[i].want);
+
+	/* Complete messages, exactly. */
+	expect_err_exact(LISTENER BACKEND "[access]\nallow = x\n", 7,
+			 "bad value for allow: 'x' (expected an address or network such as "
+			 "192.0.2.0/24 or 2001:db8::/32)");
+	expect_err_exact(LISTENER BACKEND "[access]\ndeny = 10.0.0.0/8, ::1, 2001:db8::/32, 10.0.0.0/08\n", 7,
+			 "bad value for deny: '10.0.0.0/08' (expected an address or network such as "
+			 "192.0.2.0/24 or 2001:db8::/32)");
+	expect_err_exact(LISTENER BACKEND "[redis]\ntimeout = 2m\n", 7,
+			 "bad value for timeout: '2m' (expected a duration from 1ms to 1m)");
+	expect_err_exact(LISTENER BACKEND "[redis]\n[limits]\n[access]\n[redis]\n", 9,
+			 "duplicate section [redis] (first at line 6)");
+	expect_err_exact(LISTENER BACKEND "[limits]\nipv6_prefix = 64\nmessage_rate = 1/1w\n", 8,
+			 "bad value for message_rate: '1/1w' (expected COUNT/DURATION with a COUNT of at "
+			 "least 1, like 60/1m or 5/10m)");
+	/* The existing bounds messages are unchanged by the new ones. */
+	expect_err_exact("[server]\ntimeout_command = 0\n", 2,
+			 "bad value for timeout_command: '0' (expected a duration from 1ms to 1d)");
+	expect_err_exact("[server]\ndrain_timeout = 2d\n", 2,
+			 "bad value for drain_timeout: '2d' (expected a duration from 0 to 1d)");
+
+	/* A password is never repeated in the message. */
+	expect_err_exact("[redis]\npassword = top\x01secret\n", 2,
+			 "bad value for password (expected a string without control characters; "
+			 "the value is not shown)");
+
+	/* Errors after a new section has allocated (LeakSanitizer checks the frees). */
+	expect_err(LISTENER BACKEND "[redis]\npassword = x\nkey_prefix = p:\n[access]\nallow = ::1\n"
+		   "deny = 10.0.0.0/8\n[limits]\nconcurrency = 0\n", 13, "bad value for concurrency");
+	expect_err("[access]\nallow = ::1\ndeny = 10.0.0.0/8\n" LISTENER, 0, "no [backend NAME] section");
+	expect_err("[access]\nallow = ::1, 10.0.0.0/8\n" LISTENER "proxy_trusted = ::1\n[listener a]\n", 7,
+		   "listener a: listen is required");
 }
 
 static void
@@ -675,6 +1015,73 @@ test_example_conf(void **state)
 	assert_int_equal(c->nbackends, 1);
 	assert_string_equal(c->backends[0].name, "sink");
 	assert_addr(&c->backends[0].addr, "127.0.0.1:2600");
+	/* The demo needs neither Redis nor limits: those stay commented out. */
+	assert_int_equal(c->redis.enabled, 0);
+	assert_int_equal(c->limits.enabled, 0);
+	assert_int_equal(c->access.allow.n, 0);
+	assert_int_equal(c->access.deny.n, 0);
+	assert_int_equal(c->listeners[0].proxy_protocol, CFG_PROXY_OFF);
+	assert_int_equal(c->listeners[0].proxy_trusted_nets.n, 2);
+	assert_int_equal(c->backends[0].forward_client, CFG_FORWARD_NONE);
+	config_unref(c);
+}
+
+/*
+ * The [redis], [limits] and [access] examples commented out in conf/
+ * must load once uncommented: each runs from its ";[name]" header to the
+ * next blank line, its ";key = value" lines being the keys.
+ */
+static void
+test_example_conf_sections(void **state)
+{
+	FILE *in, *out;
+	char line[1024], path[] = "/tmp/mxgate-test-config-XXXXXX", err[512];
+	int fd, active = 0, found = 0;
+	struct config *c = NULL;
+
+	(void)state;
+	in = fopen("conf/mxgate.conf", "r");
+	if (in == NULL)
+		skip();
+	fd = mkstemp(path);
+	assert_true(fd >= 0);
+	out = fdopen(fd, "w");
+	assert_non_null(out);
+	while (fgets(line, sizeof(line), in) != NULL) {
+		if (strcmp(line, ";[redis]\n") == 0 || strcmp(line, ";[limits]\n") == 0 ||
+		    strcmp(line, ";[access]\n") == 0) {
+			active = 1;
+			found++;
+		} else if (line[0] == '\n') {
+			active = 0;
+		}
+		if (active && line[0] == ';' && strchr(line, '=') != NULL && line[1] != ' ')
+			fputs(line + 1, out);
+		else if (active && line[0] == ';' && line[1] == '[')
+			fputs(line + 1, out);
+		else
+			fputs(line, out);
+	}
+	fclose(in);
+	fclose(out);
+	assert_int_equal(found, 3);
+	if (config_load(path, &c, err, sizeof(err)) != 0) {
+		unlink(path);
+		fail_msg("%s", err);
+	}
+	unlink(path);
+	assert_int_equal(c->redis.enabled, 1);
+	assert_addr(&c->redis.addr, "127.0.0.1:6379");
+	assert_string_equal(c->redis.password, "");
+	assert_string_equal(c->redis.key_prefix, "mxgate:");
+	assert_int_equal(c->redis.timeout_ms, 100);
+	assert_int_equal(c->redis.on_failure_tempfail, 0);
+	assert_int_equal(c->limits.enabled, 1);
+	assert_int_equal(c->limits.connection_rate.count, 60);
+	assert_int_equal(c->limits.concurrency, 20);
+	assert_int_equal(c->limits.ipv6_prefix, 64);
+	assert_int_equal(c->access.allow.n, 2);
+	assert_int_equal(c->access.deny.n, 1);
 	config_unref(c);
 }
 
@@ -696,8 +1103,14 @@ main(void)
 		cmocka_unit_test(test_err_values),
 		cmocka_unit_test(test_err_validation),
 		cmocka_unit_test(test_err_not_supported),
+		cmocka_unit_test(test_redis),
+		cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_access),
+		cmocka_unit_test(test_proxy_and_forward),
+		cmocka_unit_test(test_err_new_sections),
 		cmocka_unit_test(test_err_file),
 		cmocka_unit_test(test_example_conf),
+		cmocka_unit_test(test_example_conf_sections),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
