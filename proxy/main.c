@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "store.h"
 #include "version.h"
 #include "worker.h"
 
@@ -88,6 +89,7 @@ main(int argc, char **argv)
 {
 	const char *path = "conf/mxgate.conf";
 	struct worker *workers;
+	struct store_shared *shared;
 	struct config *cfg;
 	char err[1024];
 	sigset_t set;
@@ -140,6 +142,16 @@ main(int argc, char **argv)
 	n = cfg->workers ? cfg->workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
 	if (n == 0)
 		n = 1;
+	/*
+	 * The store (embedded table, or Redis settings) lives as long as the
+	 * process: a reload changes the limits, not where they are kept.
+	 */
+	shared = store_shared_new(cfg, err, sizeof(err));
+	if (shared == NULL) {
+		log_error("state store: %s", err);
+		config_unref(cfg);
+		return 1;
+	}
 	workers = xcalloc(n, sizeof(*workers));
 	sem_init(&started, 0, 0);
 	for (unsigned i = 0; i < n; i++) {
@@ -148,6 +160,7 @@ main(int argc, char **argv)
 		config_ref(cfg);
 		workers[i].cfg = cfg;
 		workers[i].evfd = -1;
+		workers[i].store_shared = shared;
 		if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0)
 			fatal("cannot start worker thread %u", i);
 	}
@@ -185,6 +198,7 @@ main(int argc, char **argv)
 			config_unref(workers[i].pending_cfg);
 	}
 	free(workers);
+	store_shared_free(shared);
 	config_unref(cfg);
 	log_info("mxgate stopped");
 	return failed ? 1 : 0;

@@ -25,6 +25,9 @@
 #include <unistd.h>
 #include "config.h"
 #include "envelope.h"
+#include "cidr.h"
+#include "policy.h"
+#include "proxy_proto.h"
 #include "log.h"
 #include "session.h"
 #include "smtp_parse.h"
@@ -39,6 +42,7 @@
 #define DATA_MAX_SEGS 16
 #endif
 #define DRAIN_LINGER_MS 1000
+#define PROXY_AUTO_WAIT_MS 300	/* proxy_protocol = auto: a direct client sends nothing before the greeting */
 
 enum link_end { LINK_CLEAN, LINK_DIRTY, LINK_ABORT };
 
@@ -50,6 +54,8 @@ static void on_eof(struct conn *c, int err);
 static void on_closed(struct conn *c);
 static void on_drain(struct conn *c);
 static void session_timeout(struct timer *t);
+static void session_connected(struct session *s);
+static void proxy_header(struct session *s);
 
 static const struct conn_ops session_ops = {
 	.on_recv = on_recv,
@@ -522,6 +528,40 @@ link_ready(void *owner, struct blink *l)
 
 /* ---- commands ---- */
 
+static void
+mail_checked(struct session *s, enum policy_verdict v)
+{
+	if (v != POLICY_OK) {
+		if (v == POLICY_LIMITED)
+			reply(s, "451 4.7.1 Error: too many messages from %s; try again later", s->peer_ip);
+		else
+			reply(s, "451 4.7.1 Error: cannot check the message rate now; try again later");
+		txn_log(s, "tempfail", v == POLICY_LIMITED ? "message rate" : "store failure");
+		txn_end(s, LINK_CLEAN);
+		resume_commands(s);
+		return;
+	}
+	s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+}
+
+static void
+rcpt_checked(struct session *s, enum policy_verdict v)
+{
+	struct txn *t = &s->tx;
+
+	if (v != POLICY_OK) {
+		if (v == POLICY_LIMITED)
+			reply(s, "451 4.7.1 Error: too many recipients from %s; try again later", s->peer_ip);
+		else
+			reply(s, "451 4.7.1 Error: cannot check the recipient rate now; try again later");
+		if (t->rcpts_ok == 0)
+			t->first_rcpt[0] = '\0';
+		resume_commands(s);
+		return;
+	}
+	blink_command(t->link, t->rcpt_line, t->rcpt_len, on_rcpt_reply, s, 0);
+}
+
 static int
 dsn_offered(struct session *s)
 {
@@ -592,7 +632,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	t->from[n] = '\0';
 	worker_txn_id(s->w, t->id, sizeof(t->id));
 	s->phase = PH_WAIT;
-	t->acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+	policy_mail(s, mail_checked);
 }
 
 static void
@@ -633,8 +673,10 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		memcpy(t->first_rcpt, cmd->path.p, k);
 		t->first_rcpt[k] = '\0';
 	}
+	memcpy(t->rcpt_line, line, (size_t)n);
+	t->rcpt_len = (size_t)n;
 	s->phase = PH_WAIT;
-	blink_command(t->link, line, (size_t)n, on_rcpt_reply, s, 0);
+	policy_rcpt(s, rcpt_checked);
 }
 
 static void
@@ -735,6 +777,11 @@ session_command(struct session *s, const char *line, size_t len)
 	if (s->w->stopping && !s->tx.active && !(st == SMTP_PARSE_OK && cmd.verb == SMTP_QUIT)) {
 		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 		session_close(s, "shutdown");
+		return;
+	}
+	if (s->denied && !(st == SMTP_PARSE_OK && cmd.verb == SMTP_QUIT)) {
+		/* RFC 5321 3.1: after a 554 greeting, 503 to everything but QUIT. */
+		reply_error(s, "503 5.5.1 Error: access denied, only QUIT is allowed");
 		return;
 	}
 	switch (st) {
@@ -839,6 +886,15 @@ on_recv(struct conn *c, char *data, size_t len, int bid)
 	struct session *s = c->owner;
 
 	switch (s->phase) {
+	case PH_PROXY:
+		in_append(s, data, len);
+		proxy_header(s);
+		break;
+	case PH_POLICY:
+		in_append(s, data, len);
+		if (s->in_len > IN_PAUSE_AT)
+			conn_recv_pause(c);
+		break;
 	case PH_DATA:
 		session_data(s, data, len, bid);
 		break;
@@ -882,6 +938,7 @@ on_eof(struct conn *c, int err)
 		s->phase = PH_CLOSING;
 		s->close_reason = err ? "error" : "disconnected";
 		txn_end(s, LINK_DIRTY);
+		policy_session_end(s);
 		timer_cancel(&s->w->ring.timers, &s->timer);
 	}
 	conn_close(c);
@@ -897,6 +954,8 @@ session_close(struct session *s, const char *reason)
 	s->phase = PH_CLOSING;
 	s->close_reason = reason;
 	timer_cancel(&s->w->ring.timers, &s->timer);
+	/* Free the concurrency slot now: the store hears it before the client hears 221. */
+	policy_session_end(s);
 	conn_close_after_send(&s->conn);
 }
 
@@ -913,6 +972,7 @@ on_closed(struct conn *c)
 		 (unsigned long long)c->bytes_out, (unsigned long long)(timer_now_ms() - s->start_ms),
 		 s->close_reason ? s->close_reason : "closed");
 	timer_cancel(&s->w->ring.timers, &s->timer);
+	policy_session_end(s);
 	worker_session_del(s->w, s);
 	config_unref(s->cfg);
 	free(s->in);
@@ -929,10 +989,93 @@ session_timeout(struct timer *t)
 		session_close(s, "shutdown");
 		return;
 	}
+	if (s->phase == PH_PROXY && s->proxy_auto && s->in_len == 0) {
+		/* No header came: a direct client waiting for the greeting. */
+		session_connected(s);
+		return;
+	}
+	if (s->phase == PH_PROXY || s->phase == PH_POLICY) {
+		log_info("conn=%s client=%s %s timeout before the greeting", s->id, s->peer_str,
+			 s->phase == PH_PROXY ? "PROXY header" : "policy");
+		session_close(s, "timeout");
+		return;
+	}
 	if (s->phase == PH_DATA && s->tx.id[0])
 		txn_log(s, "aborted", "data timeout");
 	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	session_close(s, "timeout");
+}
+
+static void
+connect_checked(struct session *s, enum policy_verdict v)
+{
+	switch (v) {
+	case POLICY_OK:
+		reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
+		break;
+	case POLICY_DENIED:
+		log_info("conn=%s client=%s denied by [access]", s->id, s->peer_str);
+		reply(s, "554 5.7.1 %s Error: %s: client host rejected: access denied",
+		      s->cfg->hostname, s->peer_ip);
+		break;
+	case POLICY_LIMITED:
+		log_info("conn=%s client=%s refused: connection rate or concurrency limit", s->id, s->peer_str);
+		reply(s, "421 4.7.0 %s Error: too many connections from %s; try again later",
+		      s->cfg->hostname, s->peer_ip);
+		s->phase = PH_CMD;
+		session_close(s, "limit");
+		return;
+	case POLICY_TEMPFAIL:
+		reply(s, "421 4.7.0 %s Error: cannot check connection limits now; try again later",
+		      s->cfg->hostname);
+		s->phase = PH_CMD;
+		session_close(s, "store failure");
+		return;
+	}
+	s->phase = PH_CMD;
+	session_process(s);
+}
+
+/* The client is known (peer or PROXY header): run the connect checks, then greet. */
+static void
+session_connected(struct session *s)
+{
+	s->phase = PH_POLICY;
+	session_timer(s, s->cfg->timeout_command_ms);
+	policy_connect(s, connect_checked);
+}
+
+static void
+proxy_header(struct session *s)
+{
+	int allow = s->lst->proxy_protocol == CFG_PROXY_V1 ? PP_ALLOW_V1 :
+		    s->lst->proxy_protocol == CFG_PROXY_V2 ? PP_ALLOW_V2 : PP_ALLOW_V1 | PP_ALLOW_V2;
+	struct pp_result pp;
+
+	switch (pp_parse(s->in, s->in_len, allow, &pp)) {
+	case PP_AGAIN:
+		if (s->proxy_auto)	/* bytes came: it is a header, give it the full deadline */
+			session_timer(s, s->lst->proxy_timeout_ms);
+		return;
+	case PP_INVALID:
+		log_warn("conn=%s client=%s bad PROXY protocol header", s->id, s->peer_str);
+		s->phase = PH_CMD;
+		session_close(s, "bad PROXY header");
+		return;
+	case PP_OK:
+		break;
+	}
+	if (!pp.local) {
+		s->client = pp.src;
+		net_addr_ip(&s->client, s->peer_ip, sizeof(s->peer_ip));
+		net_addr_format(&s->client, s->peer_str, sizeof(s->peer_str));
+		s->peer_port = s->client.u.sa.sa_family == AF_INET ? ntohs(s->client.u.sin.sin_port) :
+			       ntohs(s->client.u.sin6.sin6_port);
+	}
+	/* Whatever followed the header is the client's own. */
+	memmove(s->in, s->in + pp.used, s->in_len - pp.used);
+	s->in_len -= pp.used;
+	session_connected(s);
 }
 
 void
@@ -957,17 +1100,39 @@ session_new(struct worker *w, int fd, const struct net_addr *peer,
 	s->peer_port = peer->u.sa.sa_family == AF_INET ? ntohs(peer->u.sin.sin_port) :
 		       peer->u.sa.sa_family == AF_INET6 ? ntohs(peer->u.sin6.sin6_port) : 0;
 	net_addr_format(peer, s->peer_str, sizeof(s->peer_str));
+	s->client = *peer;
+	timer_init(&s->lease_timer, NULL);
 	worker_txn_id(w, s->id, sizeof(s->id));
 	worker_session_add(w, s);
-	reply(s, "220 %s ESMTP mxgate", cfg->hostname);
-	conn_flush(&s->conn);
-	session_timer(s, cfg->timeout_command_ms);
 	conn_recv_start(&s->conn);
+	if (lst->proxy_protocol != CFG_PROXY_OFF) {
+		int trusted = cidr_list_match(&lst->proxy_trusted_nets, peer);
+
+		if (trusted) {
+			s->phase = PH_PROXY;
+			s->proxy_auto = lst->proxy_protocol == CFG_PROXY_AUTO;
+			session_timer(s, s->proxy_auto ? MIN(PROXY_AUTO_WAIT_MS, lst->proxy_timeout_ms) :
+				      lst->proxy_timeout_ms);
+			return;
+		}
+		if (lst->proxy_protocol != CFG_PROXY_AUTO) {
+			log_warn("conn=%s client=%s refused: not in proxy_trusted of listener %s",
+				 s->id, s->peer_str, lst->name);
+			s->phase = PH_CMD;
+			session_close(s, "untrusted proxy");
+			return;
+		}
+	}
+	session_connected(s);
 }
 
 void
 session_shutdown(struct session *s)
 {
+	if (s->phase == PH_PROXY || s->phase == PH_POLICY) {
+		session_close(s, "shutdown");
+		return;
+	}
 	if (s->phase == PH_CMD && !s->tx.active && s->in_len == 0) {
 		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 		session_close(s, "shutdown");

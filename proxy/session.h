@@ -13,11 +13,14 @@
 #include "conn.h"
 #include "data_scan.h"
 #include "smtp_parse.h"
+#include "policy.h"
 #include "net.h"
 
 struct worker;
 
 enum session_phase {
+	PH_PROXY,	/* reading the PROXY protocol header */
+	PH_POLICY,	/* connect checks pending, no greeting yet */
 	PH_CMD,		/* reading and answering commands */
 	PH_WAIT,	/* a command waits for a backend (link or reply) */
 	PH_DATA,	/* message bytes stream to the backend */
@@ -43,6 +46,8 @@ struct txn {
 	int mail_attempts;
 	char mail_line[SMTP_LINE_MAX + 64];	/* rebuilt MAIL, kept to retry on another link */
 	size_t mail_len;
+	char rcpt_line[SMTP_LINE_MAX + 64];	/* rebuilt RCPT, waiting for the recipient-rate check */
+	size_t rcpt_len;
 };
 
 struct session {
@@ -65,8 +70,21 @@ struct session {
 	unsigned errors, messages;
 	uint64_t start_ms;
 	const char *close_reason;
+	/* policy (policy.c) */
+	struct net_addr client;		/* the real client: the peer, or the PROXY header's source */
+	char client_key[64];		/* limits key: IP, or IPv6 prefix */
+	int trusted;			/* [access] allow: no limits */
+	int denied;			/* [access] deny: 503 to all but QUIT */
+	int lease_held;
+	char lease_id[48];
+	struct timer lease_timer;	/* refreshes the concurrency lease */
+	unsigned policy_pending;
+	int policy_result;
+	policy_done_fn *policy_done;
+	uint64_t policy_token;
 	int processing;			/* guard against re-entering the command loop */
 	int out_blocked;		/* replies piled up unread: input waits */
+	int proxy_auto;			/* proxy_protocol = auto: no header is also fine */
 	struct txn tx;
 };
 

@@ -34,6 +34,8 @@ void store_shared_free(struct store_shared *sh);
 /* In the worker thread. Redis: connects (and reconnects with backoff) on the ring. */
 struct store *store_worker_new(struct store_shared *sh, struct ring *r);
 void store_worker_free(struct store *st);
+/* Once per ring loop turn: flushes the Redis requests queued during the turn in one write. */
+void store_worker_turn(struct store *st);
 
 /*
  * Counts one event of kind ("conn", "msg", "rcpt", "authfail") for key in
@@ -63,5 +65,35 @@ struct store_stats {
 	uint64_t checks, roundtrips, failures, reconnects;
 };
 void store_stats(const struct store *st, struct store_stats *out);
+
+/*
+ * The backends behind the functions above, for proxy/store*.c only.
+ * Embedded (store_embedded.c): answers synchronously, under one mutex
+ * per shard. Redis (store_redis.c): answers through done, later, or at
+ * once with STORE_FAIL when no connection is up; updates *stats.
+ */
+struct store_emb;
+struct store_emb *store_emb_new(void);
+void store_emb_free(struct store_emb *e);
+enum store_verdict store_emb_rate(struct store_emb *e, const char *kind, const char *key,
+				  unsigned limit, uint64_t window_ms);
+enum store_verdict store_emb_lease_acquire(struct store_emb *e, const char *key, const char *lease_id,
+					   unsigned limit, uint64_t ttl_ms);
+void store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms);
+void store_emb_lease_release(struct store_emb *e, const char *key, const char *lease_id);
+size_t store_emb_entries(struct store_emb *e);	/* live + not yet swept entries (tests) */
+
+struct store_redis;
+struct store_redis *store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats);
+void store_redis_free(struct store_redis *sr);
+void store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
+		      uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
+void store_redis_lease_acquire(struct store_redis *sr, const char *key, const char *lease_id, unsigned limit,
+			       uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token);
+void store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *lease_id, uint64_t ttl_ms);
+void store_redis_lease_release(struct store_redis *sr, const char *key, const char *lease_id);
+void store_redis_forget(struct store_redis *sr, void *owner);
+void store_redis_turn(struct store_redis *sr);
+uint64_t store_redis_reconnects(const struct store_redis *sr);
 
 #endif

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mem.h"
 #include "session.h"
+#include "store.h"
 #include "worker.h"
 
 #define WORKER_RING_ENTRIES 2048
@@ -234,9 +235,8 @@ worker_ev_arm(struct worker *w)
 }
 
 static void
-worker_turn(struct ring *r, void *arg)
+worker_stop_check(struct ring *r, struct worker *w)
 {
-	struct worker *w = arg;
 	unsigned links = 0;
 
 	if (!w->stopping)
@@ -256,6 +256,17 @@ worker_turn(struct ring *r, void *arg)
 		r->stop = 1;
 	else if (!w->drain_deadline_ms)
 		w->drain_deadline_ms = timer_now_ms() + DRAIN_GRACE_MS;
+}
+
+static void
+worker_turn(struct ring *r, void *arg)
+{
+	struct worker *w = arg;
+
+	worker_stop_check(r, w);
+	/* Last: every store request queued during this turn leaves in one write. */
+	if (w->store)
+		store_worker_turn(w->store);
 }
 
 void *
@@ -282,11 +293,15 @@ worker_main(void *arg)
 		/* main stops us; the ring loop still runs so listeners close cleanly. */
 	} else {
 		worker_pools_sync(w);
+		if (w->store_shared)
+			w->store = store_worker_new(w->store_shared, &w->ring);
 		sem_post(w->started);
 	}
 	if (w->evfd >= 0)
 		worker_ev_arm(w);
 	ring_run(&w->ring, worker_turn, w);
+	if (w->store)
+		store_worker_free(w->store);
 	bpool_destroy_all(w);
 	ring_destroy(&w->ring);
 	if (w->evfd >= 0)

@@ -14,6 +14,8 @@
 
 struct session;
 struct bpool;
+struct store;
+struct store_shared;
 
 struct wlistener {
 	struct acceptor acc;
@@ -39,6 +41,8 @@ struct worker {
 	struct wlistener *listeners;
 	unsigned nlisteners_open;
 	struct bpool *pools;
+	struct store *store;		/* limits counters (embedded or Redis) */
+	struct store_shared *store_shared;	/* set by main */
 	struct session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
 	uint64_t txn_counter;

@@ -1,0 +1,162 @@
+/*
+ * policy.c - access lists and per-client limits (see policy.h).
+ *
+ * Access lists are matched in memory (no round trip). Limits go to the
+ * worker's state store: the connection rate and the concurrency lease are
+ * asked for in parallel at connect, and the greeting waits for both.
+ * Concurrency is a lease the session refreshes while it lives and
+ * releases at its end, so an instance that dies frees its slots when the
+ * leases expire. When the store cannot answer in time, [redis]
+ * on_failure decides: allow (logged, counted) or tempfail.
+ */
+#include <stdio.h>
+#include <string.h>
+#include "config.h"
+#include "log.h"
+#include "policy.h"
+#include "session.h"
+#include "store.h"
+#include "worker.h"
+
+#define LEASE_TTL_MS 60000
+
+static void
+policy_answer(struct session *s, enum policy_verdict v)
+{
+	policy_done_fn *done = s->policy_done;
+
+	s->policy_done = NULL;
+	if (done)
+		done(s, v);
+}
+
+/* One check came back; the session goes on when the last one has. */
+static void
+check_done(void *owner, uint64_t token, enum store_verdict v)
+{
+	struct session *s = owner;
+
+	if (token != s->policy_token || s->policy_pending == 0)
+		return;		/* an answer to an earlier phase */
+	if (v == STORE_DENY) {
+		s->policy_result = POLICY_LIMITED;
+	} else if (v == STORE_FAIL) {
+		if (s->cfg->redis.on_failure_tempfail) {
+			if (s->policy_result == POLICY_OK)
+				s->policy_result = POLICY_TEMPFAIL;
+		} else {
+			log_warn("conn=%s client=%s state store did not answer: allowed (on_failure = allow)",
+				 s->id, s->peer_str);
+		}
+	}
+	if (--s->policy_pending == 0)
+		policy_answer(s, (enum policy_verdict)s->policy_result);
+}
+
+static void
+lease_acquired(void *owner, uint64_t token, enum store_verdict v)
+{
+	struct session *s = owner;
+
+	if (token == s->policy_token && v == STORE_ALLOW)
+		s->lease_held = 1;
+	check_done(owner, token, v);
+}
+
+static void
+lease_refresh(struct timer *t)
+{
+	struct session *s = container_of(t, struct session, lease_timer);
+
+	if (!s->lease_held)
+		return;
+	store_lease_refresh(s->w->store, s->client_key, s->lease_id, LEASE_TTL_MS);
+	timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
+}
+
+static void
+begin(struct session *s, policy_done_fn *done)
+{
+	s->policy_done = done;
+	s->policy_result = POLICY_OK;
+	s->policy_pending = 1;	/* held until every check is launched */
+	s->policy_token++;
+}
+
+static void
+launched(struct session *s)
+{
+	if (--s->policy_pending == 0)
+		policy_answer(s, (enum policy_verdict)s->policy_result);
+}
+
+void
+policy_connect(struct session *s, policy_done_fn *done)
+{
+	const struct config *cfg = s->cfg;
+	const struct cfg_limits *lim = &cfg->limits;
+
+	cidr_client_key(&s->client, lim->ipv6_prefix ? lim->ipv6_prefix : 64,
+			s->client_key, sizeof(s->client_key));
+	s->trusted = cidr_list_match(&cfg->access.allow, &s->client);
+	begin(s, done);
+	if (!s->trusted && cidr_list_match(&cfg->access.deny, &s->client)) {
+		s->denied = 1;
+		s->policy_result = POLICY_DENIED;
+	} else if (!s->trusted && lim->enabled && s->w->store) {
+		if (lim->connection_rate.count) {
+			s->policy_pending++;
+			store_rate(s->w->store, "conn", s->client_key, lim->connection_rate.count,
+				   lim->connection_rate.per_ms, check_done, s, s->policy_token);
+		}
+		if (lim->concurrency && s->policy_result == POLICY_OK) {
+			snprintf(s->lease_id, sizeof(s->lease_id), "%08x:%s", s->w->id_prefix ^ (unsigned)getpid(), s->id);
+			timer_init(&s->lease_timer, lease_refresh);
+			s->policy_pending++;
+			store_lease_acquire(s->w->store, s->client_key, s->lease_id, lim->concurrency,
+					    LEASE_TTL_MS, lease_acquired, s, s->policy_token);
+		}
+	}
+	launched(s);
+	if (s->lease_held)
+		timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
+}
+
+static void
+policy_rate(struct session *s, const char *kind, const struct cfg_rate *rate, policy_done_fn *done)
+{
+	begin(s, done);
+	if (!s->trusted && s->cfg->limits.enabled && rate->count && s->w->store) {
+		s->policy_pending++;
+		store_rate(s->w->store, kind, s->client_key, rate->count, rate->per_ms, check_done, s,
+			   s->policy_token);
+	}
+	launched(s);
+}
+
+void
+policy_mail(struct session *s, policy_done_fn *done)
+{
+	policy_rate(s, "msg", &s->cfg->limits.message_rate, done);
+}
+
+void
+policy_rcpt(struct session *s, policy_done_fn *done)
+{
+	policy_rate(s, "rcpt", &s->cfg->limits.recipient_rate, done);
+}
+
+void
+policy_session_end(struct session *s)
+{
+	s->policy_done = NULL;
+	s->policy_pending = 0;
+	if (s->w->store) {
+		store_forget(s->w->store, s);
+		if (s->lease_held)
+			store_lease_release(s->w->store, s->client_key, s->lease_id);
+	}
+	s->lease_held = 0;
+	if (timer_armed(&s->lease_timer))
+		timer_cancel(&s->w->ring.timers, &s->lease_timer);
+}
