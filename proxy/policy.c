@@ -58,8 +58,10 @@ lease_acquired(void *owner, uint64_t token, enum store_verdict v)
 {
 	struct session *s = owner;
 
-	if (token == s->policy_token && v == STORE_ALLOW)
+	if (token == s->policy_token && v == STORE_ALLOW && !s->lease_held) {
 		s->lease_held = 1;
+		timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
+	}
 	check_done(owner, token, v);
 }
 
@@ -113,13 +115,12 @@ policy_connect(struct session *s, policy_done_fn *done)
 			snprintf(s->lease_id, sizeof(s->lease_id), "%08x:%s", s->w->id_prefix ^ (unsigned)getpid(), s->id);
 			timer_init(&s->lease_timer, lease_refresh);
 			s->policy_pending++;
+			s->lease_requested = 1;
 			store_lease_acquire(s->w->store, s->client_key, s->lease_id, lim->concurrency,
 					    LEASE_TTL_MS, lease_acquired, s, s->policy_token);
 		}
 	}
 	launched(s);
-	if (s->lease_held)
-		timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
 }
 
 static void
@@ -153,10 +154,16 @@ policy_session_end(struct session *s)
 	s->policy_pending = 0;
 	if (s->w->store) {
 		store_forget(s->w->store, s);
-		if (s->lease_held)
+		/*
+		 * Also when the answer to the acquire has not come yet: the
+		 * release follows it on the same connection, so it cannot
+		 * leave a slot taken by a session that is gone.
+		 */
+		if (s->lease_held || s->lease_requested)
 			store_lease_release(s->w->store, s->client_key, s->lease_id);
 	}
 	s->lease_held = 0;
+	s->lease_requested = 0;
 	if (timer_armed(&s->lease_timer))
 		timer_cancel(&s->w->ring.timers, &s->lease_timer);
 }

@@ -76,6 +76,7 @@ struct session {
 	int trusted;			/* [access] allow: no limits */
 	int denied;			/* [access] deny: 503 to all but QUIT */
 	int lease_held;
+	int lease_requested;		/* an acquire went out (its answer may still be on the way) */
 	char lease_id[48];
 	struct timer lease_timer;	/* refreshes the concurrency lease */
 	unsigned policy_pending;

@@ -2,16 +2,20 @@
 # bench.sh [BUILD] - the benchmark behind `make bench`: mxload -> mxsink
 # direct, through mxgate and through haproxy (TCP mode, one thread) for
 # 1 KB / 100 KB / 1 MB messages at 1 / 10 / 100 connections, plus mxsink
-# vs Postfix smtp-sink, mxload vs Postfix smtp-source, and mxgate's memory
-# per idle connection. One run; prints a markdown table, also written to
-# BUILD/bench/results.md, with the raw figures in BUILD/bench/results.json.
+# vs Postfix smtp-sink, mxload vs Postfix smtp-source, mxgate's memory
+# per idle connection, and [limits] off vs on (embedded store, and a
+# local redis-server started on a free port). One run; prints a markdown
+# table, also written to BUILD/bench/results.md, with the raw figures in
+# BUILD/bench/results.json.
 # The work is done by scripts/bench_run.py (stdlib python3); this wrapper
 # checks the binaries, raises the descriptor limit and, on EXIT, kills by
 # pid any process the driver started that is still alive (the driver stops
 # them itself; this only matters when it is killed).
 #
 # Environment: BENCH_SCALE=0.25 shortens every timed cell (quick check);
-# BENCH_SKIP_AUTO=1 skips the mxgate workers=auto rows.
+# BENCH_SKIP_AUTO=1 skips the mxgate workers=auto rows; BENCH_ONLY=limits
+# (comma-separated: proxies, sinks, loaders, idle, limits) runs only those
+# sections (default: all).
 # It installs nothing: `make bench` runs scripts/install-deps.sh first. A
 # missing haproxy or Postfix tool is reported and its column skipped.
 set -euo pipefail

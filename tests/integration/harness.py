@@ -682,3 +682,428 @@ def first_diff(a, b):
         if a[i] != b[i]:
             return i
     return n
+
+
+# ---------------------------------------------------------------- issue 4 helpers
+# Clients from other loopback addresses, a minimal Redis client, and real
+# redis-server, haproxy and Postfix instances of the test's own.
+
+class RawSMTPFrom(RawSMTP):
+    """A RawSMTP whose socket is bound to source (e.g. "127.0.0.2") before connecting."""
+
+    def __init__(self, port, source, host="127.0.0.1", timeout=10.0, test=None):
+        self.timeout = timeout * SCALE
+        self.sock = socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0))
+        self.buf = b""
+        self.closed = False
+        if test is not None:
+            test.addCleanup(self.close)
+
+
+def smtp_from(test, port, source="127.0.0.1", host=None, timeout=10.0):
+    """A RawSMTP to host:port (default: loopback of source's family) from source."""
+    if host is None:
+        host = "::1" if ":" in source else "127.0.0.1"
+    return RawSMTPFrom(port, source, host=host, timeout=timeout, test=test)
+
+
+def resp_encode(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class RedisClient:
+    """A blocking RESP2 client for tests (inspect keys, FLUSHALL, ...)."""
+
+    def __init__(self, port=None, password=None, unix=None, timeout=5.0):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout * SCALE)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout * SCALE)
+        self.buf = b""
+        if password:
+            self.cmd("AUTH", password)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise Closed("redis closed the connection")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise Closed("redis closed the connection")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _read(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise RedisError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._read() for _ in range(n)]
+        raise AssertionError("bad RESP line %r" % line)
+
+    def cmd(self, *args):
+        self.sock.sendall(resp_encode(*args))
+        return self._read()
+
+    def keys(self, pattern="*"):
+        """Every key matching pattern (SCAN, bounded)."""
+        out, cursor = [], b"0"
+        for _ in range(10000):
+            cursor, batch = self.cmd("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+            out += batch
+            if cursor in (b"0", 0):
+                return out
+        raise AssertionError("SCAN did not finish")
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class RedisError(Exception):
+    pass
+
+
+class Redis:
+    """A running redis-server (see start_redis); stop() and start() keep its port."""
+
+    def __init__(self, test, port, password, unix_path, name):
+        self.test = test
+        self.port = port
+        self.password = password
+        self.unix_path = unix_path
+        self.name = name
+        self.proc = None
+
+    @property
+    def address(self):
+        return "unix:%s" % self.unix_path if self.unix_path else "127.0.0.1:%d" % self.port
+
+    def start(self, timeout=10.0):
+        argv = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--loglevel", "notice"]
+        if self.unix_path:
+            argv += ["--port", "0", "--unixsocket", self.unix_path, "--unixsocketperm", "700"]
+        else:
+            argv += ["--port", str(self.port)]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        self.proc = Proc(self.test, self.name, argv, wait=False)
+        deadline = time.monotonic() + timeout * SCALE
+        last = None
+        while time.monotonic() < deadline:
+            if not self.proc.alive():
+                raise AssertionError("redis-server exited with %s; log:\n%s"
+                                     % (self.proc.popen.returncode, self.proc.log_tail()))
+            try:
+                c = self.client()
+                try:
+                    if c.cmd("PING") == "PONG":
+                        return self
+                finally:
+                    c.close()
+            except (OSError, Closed, RedisError) as e:
+                last = e
+            time.sleep(0.05)
+        raise AssertionError("redis-server did not answer PING in %.0fs (%r); log:\n%s"
+                             % (timeout * SCALE, last, self.proc.log_tail()))
+
+    def stop(self):
+        if self.proc is not None:
+            self.proc.stop()
+
+    def kill(self):
+        """SIGKILL, then waits for the pid to go."""
+        if self.proc is not None and self.proc.alive():
+            self.proc.signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def client(self):
+        return RedisClient(port=self.port, password=self.password, unix=self.unix_path)
+
+    def cmd(self, *args):
+        c = self.client()
+        try:
+            return c.cmd(*args)
+        finally:
+            c.close()
+
+    def keys(self, pattern="*"):
+        c = self.client()
+        try:
+            return c.keys(pattern)
+        finally:
+            c.close()
+
+
+def start_redis(test, password=None, unix=False, name="redis"):
+    """
+    A redis-server of the test's own (no persistence) on a free 127.0.0.1
+    port, or on a unix socket in test.tmpdir (unix=True); waits for PING.
+    Stopped by pid in the test's cleanup.
+    """
+    port = 0 if unix else free_port()
+    unix_path = os.path.join(test.tmpdir, "%s.sock" % name) if unix else None
+    r = Redis(test, port, password, unix_path, name)
+    return r.start()
+
+
+def redis_section(redis, **kw):
+    """A [redis] section for a Redis of start_redis; kw adds or overrides keys."""
+    d = {"address": redis.address, "key_prefix": "mxt%s:" % os.urandom(3).hex(), "timeout": "200ms"}
+    if redis.password:
+        d["password"] = redis.password
+    d.update(kw)
+    return d
+
+
+def start_haproxy(test, frontend_port, backend_port, send_proxy="send-proxy", name="haproxy",
+                  frontend_port6=None):
+    """
+    haproxy (TCP mode, nbthread 1) on 127.0.0.1:frontend_port (and
+    [::1]:frontend_port6 when given) forwarding to 127.0.0.1:backend_port
+    with send_proxy ("send-proxy" | "send-proxy-v2" | ""). Config in
+    test.tmpdir; run in the foreground (-db), stopped by pid.
+    """
+    bind6 = "    bind [::1]:%d\n" % frontend_port6 if frontend_port6 else ""
+    cfg = os.path.join(test.tmpdir, "%s.cfg" % name)
+    with open(cfg, "w") as f:
+        f.write("global\n"
+                "    nbthread 1\n"
+                "    maxconn 256\n"
+                "defaults\n"
+                "    mode tcp\n"
+                "    timeout connect 5s\n"
+                "    timeout client 60s\n"
+                "    timeout server 60s\n"
+                "frontend fe\n"
+                "    bind 127.0.0.1:%d\n"
+                "%s"
+                "    default_backend be\n"
+                "backend be\n"
+                "    server s1 127.0.0.1:%d %s\n" % (frontend_port, bind6, backend_port, send_proxy))
+    r = subprocess.run(["haproxy", "-c", "-f", cfg], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=30)
+    if r.returncode != 0:
+        raise AssertionError("haproxy -c refused %s:\n%s" % (cfg, r.stdout.decode("utf-8", "replace")))
+    return Proc(test, name, ["haproxy", "-db", "-f", cfg], port=frontend_port)
+
+
+POSTFIX = "/usr/sbin/postfix"
+
+
+class Postfix:
+    """A private Postfix instance (see start_postfix_smtpd)."""
+
+    def __init__(self, test, conf_dir, base, port, pid):
+        self.test = test
+        self.conf_dir = conf_dir
+        self.base = base
+        self.port = port
+        self.pid = pid
+        self.maillog = os.path.join(base, "maillog")
+
+    def log(self):
+        try:
+            with open(self.maillog, "rb") as f:
+                return f.read()
+        except FileNotFoundError:
+            return b""
+
+    def stop(self):
+        subprocess.run([POSTFIX, "-c", self.conf_dir, "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30)
+        deadline = time.monotonic() + 10 * SCALE
+        while time.monotonic() < deadline:
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        LIVE.pop(self.pid, None)
+
+
+def postfix_skip_reason():
+    """None when a private Postfix can be run here, else why not."""
+    if os.geteuid() != 0:
+        return "a private Postfix instance needs root"
+    if not os.access(POSTFIX, os.X_OK):
+        return "%s is missing" % POSTFIX
+    try:
+        import pwd
+        import grp
+        pwd.getpwnam("postfix")
+        grp.getgrnam("postdrop")
+    except (KeyError, ImportError):
+        return "no postfix user or postdrop group"
+    return None
+
+
+def start_postfix_smtpd(test, port=None, relay_domains="example.test", extra_main=None):
+    """
+    A private Postfix instance under test.tmpdir/postfix whose smtpd listens
+    on 127.0.0.1:port, trusts 127.0.0.0/8 for XFORWARD and XCLIENT, relays
+    relay_domains and discards every message (discard transport); logs to
+    its own maillog file (Postfix.log()). Started with `postfix -c DIR
+    start`, stopped in the test's cleanup with `postfix -c DIR stop` and
+    then by the master's pid. Needs root.
+    """
+    import pwd
+    port = port or free_port()
+    base = os.path.join(test.tmpdir, "postfix")
+    conf, queue, data = (os.path.join(base, d) for d in ("conf", "queue", "data"))
+    for d in (conf, queue, data):
+        os.makedirs(d)
+    # the postfix user must reach the queue: open the path down from the temp folder
+    for d in (test.tmpdir, base):
+        os.chmod(d, 0o755)
+    pw = pwd.getpwnam("postfix")
+    os.chown(data, pw.pw_uid, pw.pw_gid)
+    main = {
+        "compatibility_level": "3.6", "queue_directory": queue, "data_directory": data,
+        "command_directory": "/usr/sbin", "daemon_directory": "/usr/lib/postfix/sbin",
+        "meta_directory": "/etc/postfix", "shlib_directory": "/usr/lib/postfix",
+        "mail_owner": "postfix", "setgid_group": "postdrop",
+        "myhostname": "backend.test.example", "mydomain": "test.example",
+        "inet_interfaces": "127.0.0.1", "inet_protocols": "ipv4", "mydestination": "",
+        "relay_domains": relay_domains, "mynetworks": "127.0.0.0/8",
+        "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+        "smtpd_authorized_xforward_hosts": "127.0.0.0/8",
+        "smtpd_authorized_xclient_hosts": "127.0.0.0/8",
+        "default_transport": "discard:test", "relay_transport": "discard:test",
+        "maillog_file": os.path.join(base, "maillog"), "maillog_file_prefixes": base,
+        "alias_maps": "", "alias_database": "", "biff": "no", "smtputf8_enable": "no",
+        "smtpd_peername_lookup": "no",
+    }
+    main.update(extra_main or {})
+    with open(os.path.join(conf, "main.cf"), "w") as f:
+        f.write("".join("%s = %s\n" % kv for kv in main.items()))
+    services = [
+        ("127.0.0.1:%d" % port, "inet", "n", "-", "n", "-", "-", "smtpd"),
+        ("pickup", "unix", "n", "-", "n", "60", "1", "pickup"),
+        ("cleanup", "unix", "n", "-", "n", "-", "0", "cleanup"),
+        ("qmgr", "unix", "n", "-", "n", "300", "1", "qmgr"),
+        ("rewrite", "unix", "-", "-", "n", "-", "-", "trivial-rewrite"),
+        ("bounce", "unix", "-", "-", "n", "-", "0", "bounce"),
+        ("defer", "unix", "-", "-", "n", "-", "0", "bounce"),
+        ("trace", "unix", "-", "-", "n", "-", "0", "bounce"),
+        ("verify", "unix", "-", "-", "n", "-", "1", "verify"),
+        ("proxymap", "unix", "-", "-", "n", "-", "-", "proxymap"),
+        ("error", "unix", "-", "-", "n", "-", "-", "error"),
+        ("retry", "unix", "-", "-", "n", "-", "-", "error"),
+        ("discard", "unix", "-", "-", "n", "-", "-", "discard"),
+        ("anvil", "unix", "-", "-", "n", "-", "1", "anvil"),
+        ("scache", "unix", "-", "-", "n", "-", "1", "scache"),
+        ("postlog", "unix-dgram", "n", "-", "n", "-", "1", "postlogd"),
+    ]
+    with open(os.path.join(conf, "master.cf"), "w") as f:
+        f.write("".join(" ".join(s) + "\n" for s in services))
+    r = subprocess.run([POSTFIX, "-c", conf, "start"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, timeout=60)
+    pidfile = os.path.join(queue, "pid", "master.pid")
+    pid = None
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        pass
+    if r.returncode != 0 or pid is None:
+        log = b""
+        try:
+            with open(os.path.join(base, "maillog"), "rb") as f:
+                log = f.read()
+        except OSError:
+            pass
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        raise AssertionError("postfix -c %s start failed (%d): %s\nmaillog:\n%s"
+                             % (conf, r.returncode, r.stdout.decode("utf-8", "replace"),
+                                log.decode("utf-8", "replace")))
+    pf = Postfix(test, conf, base, port, pid)
+    LIVE[pid] = "postfix master"
+    test.addCleanup(pf.stop)
+    test.register_log(pf.maillog)
+    deadline = time.monotonic() + 15 * SCALE
+    while not port_open(port):
+        if time.monotonic() >= deadline:
+            raise AssertionError("postfix smtpd not listening on 127.0.0.1:%d; maillog:\n%s"
+                                 % (port, pf.log().decode("utf-8", "replace")))
+        time.sleep(0.1)
+    return pf
+
+
+def proxy_v1(src, dst=None, sport=5555, dport=25):
+    """A PROXY protocol v1 header line for a TCP4 or TCP6 connection."""
+    fam = "TCP6" if ":" in src else "TCP4"
+    dst = dst or ("::1" if ":" in src else "127.0.0.1")
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(src, dst=None, sport=5555, dport=25, command=1, tlvs=b""):
+    """A PROXY protocol v2 header (command 1 = PROXY, 0 = LOCAL) over TCP."""
+    if ":" in src:
+        dst = dst or "::1"
+        fam = 0x21
+        addrs = socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+    else:
+        dst = dst or "127.0.0.1"
+        fam = 0x11
+        addrs = socket.inet_pton(socket.AF_INET, src) + socket.inet_pton(socket.AF_INET, dst)
+    body = addrs + sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + tlvs
+    return PP2_SIG + bytes([0x20 | command, fam]) + len(body).to_bytes(2, "big") + body
+
+
+def align_window(window_s, redis=False):
+    """
+    Waits until a burst of events will fall in one fixed rate window: mxgate
+    numbers windows as now // window, now being CLOCK_MONOTONIC in ms for
+    the embedded store and the Redis server's TIME (wall clock) with Redis.
+    Short windows (<= 5 s): waits for the first 0.3 s of one; longer ones:
+    only keeps 2 s clear of the end. Bounded by the window length.
+    """
+    clock = time.time if redis else time.monotonic
+    w = float(window_s)
+    deadline = time.monotonic() + w + 1
+    while time.monotonic() < deadline:
+        phase = clock() % w
+        if (w <= 5 and phase < 0.3) or (w > 5 and phase < w - 2.0):
+            return
+        time.sleep(min(w - phase + 0.005, 0.5))
