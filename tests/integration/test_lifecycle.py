@@ -15,11 +15,14 @@ from harness import (CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate
 
 
 def try_connect(port, timeout=1.0):
-    """'refused', 'accepted' or 'timeout'."""
+    """'refused', 'reset', 'accepted' or 'timeout'."""
     try:
         s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     except ConnectionRefusedError:
         return "refused"
+    except ConnectionResetError:
+        # Queued on a listener as it was being closed: reset, never served.
+        return "reset"
     except (socket.timeout, TimeoutError):
         return "timeout"
     s.close()
