@@ -83,6 +83,23 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench.sh $(BUILD)
 
+# libFuzzer targets (needs clang); each runs FUZZ_SECONDS on its corpus.
+FUZZ_SECONDS ?= 30
+FUZZ_CC ?= clang
+FUZZ_FLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -Icore -Iproxy \
+              -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+fuzz:
+	@mkdir -p build/fuzz
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_smtp_parse.c proxy/smtp_parse.c -o build/fuzz/fuzz_smtp_parse
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_data_scan.c proxy/data_scan.c -o build/fuzz/fuzz_data_scan
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_proxy_proto.c proxy/proxy_proto.c core/net.c -o build/fuzz/fuzz_proxy_proto
+	$(Q)for t in smtp_parse data_scan proxy_proto; do \
+		mkdir -p build/fuzz/corpus_$$t; \
+		seeds=; [ -d tests/fuzz/corpus_$$t ] && seeds=tests/fuzz/corpus_$$t; \
+		build/fuzz/fuzz_$$t -dict=tests/fuzz/smtp.dict -max_len=4096 \
+			-max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus_$$t $$seeds || exit 1; \
+	done
+
 clean:
 	rm -rf build build-asan
 
