@@ -3,7 +3,8 @@
  *
  * Access lists are matched in memory (no round trip). Limits go to the
  * worker's state store: the connection rate and the concurrency lease are
- * asked for in parallel at connect, and the greeting waits for both.
+ * asked for in one call at connect (one Redis round trip), and the
+ * greeting waits for it.
  * Concurrency is a lease the session refreshes while it lives and
  * releases at its end, so an instance that dies frees its slots when the
  * leases expire. When the store cannot answer in time, [redis]
@@ -53,14 +54,24 @@ check_done(void *owner, uint64_t token, enum store_verdict v)
 		policy_answer(s, (enum policy_verdict)s->policy_result);
 }
 
+/*
+ * The connect answer. With a lease asked for, ALLOW means it was taken;
+ * DENY means none was (a refused rate never adds it), so there is nothing
+ * to release; after FAIL the server may still have added it (a timeout),
+ * so lease_requested stays and the release at the end covers it.
+ */
 static void
-lease_acquired(void *owner, uint64_t token, enum store_verdict v)
+connect_done(void *owner, uint64_t token, enum store_verdict v)
 {
 	struct session *s = owner;
 
-	if (token == s->policy_token && v == STORE_ALLOW && !s->lease_held) {
-		s->lease_held = 1;
-		timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
+	if (token == s->policy_token && s->lease_requested) {
+		if (v == STORE_ALLOW && !s->lease_held) {
+			s->lease_held = 1;
+			timer_arm(&s->w->ring.timers, &s->lease_timer, LEASE_TTL_MS / 3);
+		} else if (v == STORE_DENY) {
+			s->lease_requested = 0;
+		}
 	}
 	check_done(owner, token, v);
 }
@@ -105,20 +116,17 @@ policy_connect(struct session *s, policy_done_fn *done)
 	if (!s->trusted && cidr_list_match(&cfg->access.deny, &s->client)) {
 		s->denied = 1;
 		s->policy_result = POLICY_DENIED;
-	} else if (!s->trusted && lim->enabled && s->w->store) {
-		if (lim->connection_rate.count) {
-			s->policy_pending++;
-			store_rate(s->w->store, "conn", s->client_key, lim->connection_rate.count,
-				   lim->connection_rate.per_ms, check_done, s, s->policy_token);
-		}
-		if (lim->concurrency && s->policy_result == POLICY_OK) {
+	} else if (!s->trusted && lim->enabled && s->w->store &&
+		   (lim->connection_rate.count || lim->concurrency)) {
+		if (lim->concurrency) {
 			snprintf(s->lease_id, sizeof(s->lease_id), "%08x:%s", s->w->id_prefix ^ (unsigned)getpid(), s->id);
 			timer_init(&s->lease_timer, lease_refresh);
-			s->policy_pending++;
 			s->lease_requested = 1;
-			store_lease_acquire(s->w->store, s->client_key, s->lease_id, lim->concurrency,
-					    LEASE_TTL_MS, lease_acquired, s, s->policy_token);
 		}
+		s->policy_pending++;
+		store_connect(s->w->store, s->client_key, lim->connection_rate.count, lim->connection_rate.per_ms,
+			      lim->concurrency ? s->lease_id : NULL, lim->concurrency, LEASE_TTL_MS,
+			      connect_done, s, s->policy_token);
 	}
 	launched(s);
 }

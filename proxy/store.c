@@ -133,6 +133,21 @@ store_lease_acquire(struct store *st, const char *key, const char *lease_id, uns
 }
 
 void
+store_connect(struct store *st, const char *key, unsigned rate_limit, uint64_t rate_window_ms,
+	      const char *lease_id, unsigned conc_limit, uint64_t lease_ttl_ms,
+	      store_done_fn *done, void *owner, uint64_t token)
+{
+	st->stats.checks++;
+	if (st->rd)
+		store_redis_connect(st->rd, key, rate_limit, rate_window_ms, lease_id, conc_limit,
+				    lease_ttl_ms, done, owner, token);
+	else
+		store_answer(st, store_emb_connect(st->sh->emb, key, rate_limit, rate_window_ms, lease_id,
+						   conc_limit, lease_ttl_ms),
+			     done, owner, token);
+}
+
+void
 store_lease_refresh(struct store *st, const char *key, const char *lease_id, uint64_t ttl_ms)
 {
 	if (st->rd)

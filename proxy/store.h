@@ -55,6 +55,19 @@ void store_rate(struct store *st, const char *kind, const char *key, unsigned li
 void store_lease_acquire(struct store *st, const char *key, const char *lease_id, unsigned limit,
 			 uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token);
 void store_lease_refresh(struct store *st, const char *key, const char *lease_id, uint64_t ttl_ms);
+
+/*
+ * The connect-time checks in one call (one Redis round trip): counts a
+ * "conn" event for key as store_rate() would (rate_limit 0: no rate
+ * check), then, only if the rate allowed it, acquires lease_id as
+ * store_lease_acquire() would (conc_limit 0: no lease). ALLOW iff the
+ * rate allowed and (conc_limit > 0) the lease was taken; DENY otherwise
+ * (the attempt stays counted, a refused connection holds no lease);
+ * FAIL when the store could not answer.
+ */
+void store_connect(struct store *st, const char *key, unsigned rate_limit, uint64_t rate_window_ms,
+		   const char *lease_id, unsigned conc_limit, uint64_t lease_ttl_ms,
+		   store_done_fn *done, void *owner, uint64_t token);
 void store_lease_release(struct store *st, const char *key, const char *lease_id);
 
 /* No callback will reach owner after this returns. */
@@ -79,6 +92,9 @@ enum store_verdict store_emb_rate(struct store_emb *e, const char *kind, const c
 				  unsigned limit, uint64_t window_ms);
 enum store_verdict store_emb_lease_acquire(struct store_emb *e, const char *key, const char *lease_id,
 					   unsigned limit, uint64_t ttl_ms);
+enum store_verdict store_emb_connect(struct store_emb *e, const char *key, unsigned rate_limit,
+				     uint64_t rate_window_ms, const char *lease_id, unsigned conc_limit,
+				     uint64_t lease_ttl_ms);
 void store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms);
 void store_emb_lease_release(struct store_emb *e, const char *key, const char *lease_id);
 size_t store_emb_entries(struct store_emb *e);	/* live + not yet swept entries (tests) */
@@ -90,6 +106,9 @@ void store_redis_rate(struct store_redis *sr, const char *kind, const char *key,
 		      uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
 void store_redis_lease_acquire(struct store_redis *sr, const char *key, const char *lease_id, unsigned limit,
 			       uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token);
+void store_redis_connect(struct store_redis *sr, const char *key, unsigned rate_limit, uint64_t rate_window_ms,
+			 const char *lease_id, unsigned conc_limit, uint64_t lease_ttl_ms,
+			 store_done_fn *done, void *owner, uint64_t token);
 void store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *lease_id, uint64_t ttl_ms);
 void store_redis_lease_release(struct store_redis *sr, const char *key, const char *lease_id);
 void store_redis_forget(struct store_redis *sr, void *owner);

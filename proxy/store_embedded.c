@@ -374,6 +374,24 @@ store_emb_lease_acquire(struct store_emb *e, const char *key, const char *lease_
 	return v;
 }
 
+/*
+ * Both connect checks: the rate first (the attempt counts whatever
+ * follows), the lease only if the rate allowed. Two keys in two shards,
+ * each check atomic under its own lock, as two separate calls would be.
+ */
+enum store_verdict
+store_emb_connect(struct store_emb *e, const char *key, unsigned rate_limit, uint64_t rate_window_ms,
+		  const char *lease_id, unsigned conc_limit, uint64_t lease_ttl_ms)
+{
+	enum store_verdict v = STORE_ALLOW;
+
+	if (rate_limit)
+		v = store_emb_rate(e, "conn", key, rate_limit, rate_window_ms);
+	if (v == STORE_ALLOW && conc_limit && lease_id)
+		v = store_emb_lease_acquire(e, key, lease_id, conc_limit, lease_ttl_ms);
+	return v;
+}
+
 void
 store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms)
 {

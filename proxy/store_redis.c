@@ -26,9 +26,10 @@
 
 /* Window counters outlive their window by this much: never before it ends. */
 #define STORE_RATE_TTL_MARGIN_MS 1000
-#define STORE_MAX_ARGS 8
+#define STORE_MAX_ARGS 12
+#define SREQ_MAX_ARGS 8		/* keys, then the script's ARGV */
 
-enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, NSCRIPTS };
+enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, SCRIPT_CONNECT, NSCRIPTS };
 
 struct store_script {
 	const char *src;
@@ -48,11 +49,12 @@ struct store_redis {
 	int freeing;
 };
 
-enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE };
+enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT };
 
 /* The script each request kind runs (SR_RELEASE runs plain ZREM). */
 static const int script_of[] = { [SR_RATE] = SCRIPT_RATE, [SR_ACQUIRE] = SCRIPT_ACQUIRE,
-				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = -1 };
+				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = -1,
+				 [SR_CONNECT] = SCRIPT_CONNECT };
 
 struct sreq {
 	struct sreq *next, **pprev;
@@ -64,9 +66,10 @@ struct sreq {
 	unsigned limit;
 	enum sreq_kind kind;
 	int retried;
-	int nargs;			/* key, then the script's ARGV */
-	const char *args[4];
-	size_t arglen[4];
+	int nkeys;			/* 1, or 2 for SR_CONNECT */
+	int nargs;			/* the keys, then the script's ARGV */
+	const char *args[SREQ_MAX_ARGS];
+	size_t arglen[SREQ_MAX_ARGS];
 	char buf[];
 };
 
@@ -192,7 +195,7 @@ sreq_finish(struct sreq *q, enum store_verdict v)
 	store_done_fn *done = q->done;
 	void *owner = q->owner;
 	uint64_t token = q->token;
-	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE;
+	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE || q->kind == SR_CONNECT;
 
 	*q->pprev = q->next;
 	if (q->next)
@@ -226,7 +229,7 @@ sreq_send(struct sreq *q, uint64_t timeout_ms)
 		argvlen[n++] = 7;
 		argv[n] = s->sha;
 		argvlen[n++] = 40;
-		argv[n] = "1";
+		argv[n] = q->nkeys == 2 ? "2" : "1";
 		argvlen[n++] = 1;
 	}
 	for (int i = 0; i < q->nargs; i++) {
@@ -244,6 +247,7 @@ sreq_verdict(const struct sreq *q, long long n)
 {
 	if (q->kind == SR_RATE)
 		return n >= 0 && (unsigned long long)n <= q->limit ? STORE_ALLOW : STORE_DENY;
+	/* SR_CONNECT: 1 allowed, 0 rate refused, 2 lease refused; SR_ACQUIRE: 1 or 0. */
 	return n == 1 ? STORE_ALLOW : STORE_DENY;
 }
 
@@ -280,32 +284,41 @@ sreq_reply(struct redis_conn *c, redisReply *r, void *arg)
 	sreq_finish(q, v);
 }
 
-/* A request for key (prefix prepended) and up to 3 ARGV strings; linked in pending. */
+/*
+ * A request for key under one or two key kinds (prefix kind key each;
+ * kind2_s NULL: one key) and argc ARGV strings; linked in pending.
+ */
 static struct sreq *
-sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *key,
-	 const char *a1, const char *a2, const char *a3)
+sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *kind2_s,
+	  const char *key, const char *const *argv, int argc)
 {
-	const char *argv[3] = { a1, a2, a3 };
-	size_t plen = strlen(sr->prefix), klen = strlen(kind_s), keylen = strlen(key);
-	size_t size = plen + klen + 1 + keylen + 1;
+	const char *kinds[2] = { kind_s, kind2_s };
+	int nkeys = kind2_s ? 2 : 1;
+	size_t plen = strlen(sr->prefix), keylen = strlen(key), size = 0;
 	struct sreq *q;
 	char *p;
 
-	for (int i = 0; i < 3; i++)
-		if (argv[i])
-			size += strlen(argv[i]) + 1;
+	if (nkeys + argc > SREQ_MAX_ARGS)
+		return NULL;
+	for (int i = 0; i < nkeys; i++)
+		size += plen + strlen(kinds[i]) + keylen + 1;
+	for (int i = 0; i < argc; i++)
+		size += strlen(argv[i]) + 1;
 	q = calloc(1, sizeof(*q) + size);
 	if (q == NULL)
 		return NULL;
 	q->sr = sr;
 	q->kind = kind;
+	q->nkeys = nkeys;
 	p = q->buf;
-	q->args[0] = p;
-	p += sprintf(p, "%s%s%s", sr->prefix, kind_s, key);
-	q->arglen[0] = (size_t)(p - q->buf);
-	p++;
-	q->nargs = 1;
-	for (int i = 0; i < 3 && argv[i]; i++) {
+	for (int i = 0; i < nkeys; i++) {
+		int n = sprintf(p, "%s%s%s", sr->prefix, kinds[i], key);
+
+		q->args[q->nargs] = p;
+		q->arglen[q->nargs++] = (size_t)n;
+		p += n + 1;
+	}
+	for (int i = 0; i < argc; i++) {
 		size_t n = strlen(argv[i]);
 
 		memcpy(p, argv[i], n + 1);
@@ -320,6 +333,19 @@ sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const 
 	q->pprev = &sr->pending;
 	sr->pending = q;
 	return q;
+}
+
+/* One key (prefix kind_s key) and up to 3 ARGV strings, the first NULL ending them. */
+static struct sreq *
+sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *key,
+	 const char *a1, const char *a2, const char *a3)
+{
+	const char *argv[3] = { a1, a2, a3 };
+	int argc = 0;
+
+	while (argc < 3 && argv[argc])
+		argc++;
+	return sreq_newv(sr, kind, kind_s, NULL, key, argv, argc);
 }
 
 static void
@@ -367,6 +393,22 @@ store_redis_lease_acquire(struct store_redis *sr, const char *key, const char *l
 }
 
 void
+store_redis_connect(struct store_redis *sr, const char *key, unsigned rate_limit, uint64_t rate_window_ms,
+		    const char *lease_id, unsigned conc_limit, uint64_t lease_ttl_ms,
+		    store_done_fn *done, void *owner, uint64_t token)
+{
+	char rl[24], w[24], margin[24], cl[24], ttl[24];
+	const char *argv[6] = { rl, w, margin, cl, ttl, lease_id ? lease_id : "" };
+
+	snprintf(rl, sizeof(rl), "%u", rate_limit);
+	snprintf(w, sizeof(w), "%llu", (unsigned long long)(rate_window_ms ? rate_window_ms : 1));
+	snprintf(margin, sizeof(margin), "%d", STORE_RATE_TTL_MARGIN_MS);
+	snprintf(cl, sizeof(cl), "%u", lease_id ? conc_limit : 0);
+	snprintf(ttl, sizeof(ttl), "%llu", (unsigned long long)(lease_ttl_ms ? lease_ttl_ms : 1));
+	sreq_start(sr, sreq_newv(sr, SR_CONNECT, "conn:", "conc:", key, argv, 6), done, owner, token);
+}
+
+void
 store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *lease_id, uint64_t ttl_ms)
 {
 	char ttl[24];
@@ -398,7 +440,8 @@ store_redis_turn(struct store_redis *sr)
 struct store_redis *
 store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats)
 {
-	static const char *const src[NSCRIPTS] = { store_lua_rate, store_lua_acquire, store_lua_refresh };
+	static const char *const src[NSCRIPTS] = { store_lua_rate, store_lua_acquire, store_lua_refresh,
+						   store_lua_connect };
 	struct store_redis *sr = calloc(1, sizeof(*sr));
 
 	if (sr == NULL)

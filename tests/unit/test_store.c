@@ -233,6 +233,83 @@ emb_acquire(struct store *st, const char *id, unsigned limit, uint64_t ttl)
 	return w.v[0];
 }
 
+static enum store_verdict
+emb_acquire_key(struct store *st, const char *key, const char *id, unsigned limit)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_lease_acquire(st, key, id, limit, 60000, on_done, &w, 0);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+static enum store_verdict
+emb_connect(struct store *st, const char *key, unsigned rate, const char *id, unsigned conc)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_connect(st, key, rate, 60000, id, conc, 60000, on_done, &w, 0);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+/* store_connect: the rate counts every attempt, the lease only follows an allowed rate. */
+static void
+test_emb_connect(void **state)
+{
+	struct config *cfg = config_embedded();
+	char err[128];
+	struct store_shared *sh = store_shared_new(cfg, err, sizeof(err));
+	struct store *st = store_worker_new(sh, NULL);
+	struct store_stats ss;
+
+	(void)state;
+	/* ALLOW takes exactly one lease: the other slot is still free, then none. */
+	assert_int_equal(emb_connect(st, "198.51.100.1", 10, "a", 2), STORE_ALLOW);
+	assert_int_equal(emb_acquire_key(st, "198.51.100.1", "probe", 2), STORE_ALLOW);
+	assert_int_equal(emb_acquire_key(st, "198.51.100.1", "probe2", 2), STORE_DENY);
+	store_lease_release(st, "198.51.100.1", "probe");
+	/* Lease exhaustion denies and still counts the attempt (rate 2 of 3 used). */
+	assert_int_equal(emb_connect(st, "198.51.100.1", 3, "b", 1), STORE_DENY);
+	assert_int_equal(emb_connect(st, "198.51.100.1", 3, NULL, 0), STORE_ALLOW);	/* 3rd */
+	assert_int_equal(emb_connect(st, "198.51.100.1", 3, NULL, 0), STORE_DENY);	/* 4th */
+	/* The refused "b" holds nothing: releasing "a" frees the only slot. */
+	store_lease_release(st, "198.51.100.1", "a");
+	assert_int_equal(emb_acquire_key(st, "198.51.100.1", "c", 1), STORE_ALLOW);
+	store_lease_release(st, "198.51.100.1", "c");
+
+	/* Rate exhaustion denies without taking a lease. */
+	assert_int_equal(emb_connect(st, "198.51.100.2", 2, "x1", 5), STORE_ALLOW);
+	assert_int_equal(emb_connect(st, "198.51.100.2", 2, "x2", 5), STORE_ALLOW);
+	assert_int_equal(emb_connect(st, "198.51.100.2", 2, "x3", 5), STORE_DENY);
+	assert_int_equal(emb_connect(st, "198.51.100.2", 2, "x4", 5), STORE_DENY);
+	/* Two leases held (x1, x2): three more fit in five, not four. */
+	assert_int_equal(emb_acquire_key(st, "198.51.100.2", "p1", 5), STORE_ALLOW);
+	assert_int_equal(emb_acquire_key(st, "198.51.100.2", "p2", 5), STORE_ALLOW);
+	assert_int_equal(emb_acquire_key(st, "198.51.100.2", "p3", 5), STORE_ALLOW);
+	assert_int_equal(emb_acquire_key(st, "198.51.100.2", "p4", 5), STORE_DENY);
+
+	/* No rate check, no lease: allowed, nothing counted. */
+	assert_int_equal(emb_connect(st, "198.51.100.3", 0, NULL, 0), STORE_ALLOW);
+	/* Same counter as store_rate(st, "conn", ...). */
+	{
+		struct waiter w;
+
+		waiter_reset(&w, 1);
+		store_rate(st, "conn", "198.51.100.3", 1, 60000, on_done, &w, 0);
+		assert_int_equal(w.v[0], STORE_ALLOW);
+		assert_int_equal(emb_connect(st, "198.51.100.3", 1, NULL, 0), STORE_DENY);
+	}
+	store_stats(st, &ss);
+	assert_int_equal(ss.roundtrips, 0);
+	assert_int_equal(ss.failures, 0);
+	store_worker_free(st);
+	store_shared_free(sh);
+	free(cfg);
+}
+
 static void
 test_emb_leases(void **state)
 {
@@ -576,6 +653,59 @@ node_acquire(struct tnode *n, const char *key, const char *id, unsigned limit, u
 	return w.v[0];
 }
 
+static enum store_verdict
+node_connect(struct tnode *n, const char *key, unsigned rate, const char *id, unsigned conc)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_connect(n->st, key, rate, 60000, id, conc, 60000, on_done, &w, 0);
+	run_until(n, &w, 2000);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+static long long
+redis_int(const char *cmd)
+{
+	redisReply *r = redis_sync(cmd);
+	long long v;
+
+	assert_non_null(r);
+	assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+	v = r->integer;
+	freeReplyObject(r);
+	return v;
+}
+
+/* The connect rate counter of key in the current 60 s window (0 if none). */
+static long long
+redis_conn_count(const char *key)
+{
+	redisReply *r;
+	char cmd[160];
+	long long v = 0;
+
+	snprintf(cmd, sizeof(cmd), "KEYS mxtest:conn:%s:*", key);
+	r = redis_sync(cmd);
+	assert_non_null(r);
+	assert_true(r->elements <= 1);
+	if (r->elements == 1) {
+		redisReply *g, *t;
+
+		snprintf(cmd, sizeof(cmd), "GET %s", r->element[0]->str);
+		g = redis_sync(cmd);
+		v = atoll(g->str);
+		freeReplyObject(g);
+		snprintf(cmd, sizeof(cmd), "PTTL %s", r->element[0]->str);
+		t = redis_sync(cmd);
+		assert_true(t->integer > 0 && t->integer <= 61000);
+		freeReplyObject(t);
+	}
+	freeReplyObject(r);
+	return v;
+}
+
 /* Waits (bounded) until the node answers a check other than FAIL. */
 static void
 node_ready(struct tnode *n)
@@ -752,6 +882,113 @@ test_redis_leases(void **state)
 	}
 	node_free(&a);
 	node_free(&b);
+}
+
+/* store_connect on Redis: same semantics as embedded, one EVALSHA per call. */
+static void
+test_redis_connect(void **state)
+{
+	struct tnode n;
+	struct store_stats s0, s1;
+	struct waiter w;
+	long long e0, e1;
+	uint64_t t0;
+
+	(void)state;
+	if (!have_redis)
+		skip();
+	/* Windows are 60 s: stay clear of a boundary for the counts below. */
+	if (60000 - real_ms() % 60000 < 5000)
+		align_window(real_ms, 60000);
+	node_init(&n, redis_addr, NULL, 1000);
+	node_ready(&n);
+	freeReplyObject(redis_sync("DEL mxtest:conc:198.51.100.11 mxtest:conc:198.51.100.12"));
+	store_stats(n.st, &s0);
+	e0 = redis_evalsha_calls();
+
+	/* ALLOW takes exactly one lease. */
+	assert_int_equal(node_connect(&n, "198.51.100.11", 10, "a", 2), STORE_ALLOW);
+	assert_int_equal(redis_int("ZCARD mxtest:conc:198.51.100.11"), 1);
+	{
+		long long ttl = redis_int("PTTL mxtest:conc:198.51.100.11");
+
+		assert_true(ttl > 0 && ttl <= 60000);
+	}
+	assert_int_equal(node_connect(&n, "198.51.100.11", 10, "b", 2), STORE_ALLOW);
+	/* Lease exhaustion denies and still counts the attempt. */
+	assert_int_equal(node_connect(&n, "198.51.100.11", 10, "c", 2), STORE_DENY);
+	assert_int_equal(redis_int("ZCARD mxtest:conc:198.51.100.11"), 2);
+	assert_int_equal(redis_conn_count("198.51.100.11"), 3);
+
+	/* Rate exhaustion denies without taking a lease (and counts). */
+	assert_int_equal(node_connect(&n, "198.51.100.12", 2, "x1", 5), STORE_ALLOW);
+	assert_int_equal(node_connect(&n, "198.51.100.12", 2, "x2", 5), STORE_ALLOW);
+	assert_int_equal(node_connect(&n, "198.51.100.12", 2, "x3", 5), STORE_DENY);
+	assert_int_equal(node_connect(&n, "198.51.100.12", 2, "x4", 5), STORE_DENY);
+	assert_int_equal(redis_int("ZCARD mxtest:conc:198.51.100.12"), 2);
+	assert_int_equal(redis_conn_count("198.51.100.12"), 4);
+	/* Same counter as store_rate(.., "conn", ..). */
+	assert_int_equal(node_rate(&n, "conn", "198.51.100.12", 5, 60000, 2000), STORE_ALLOW);
+	assert_int_equal(redis_conn_count("198.51.100.12"), 5);
+
+	/* No lease asked: no set; no rate asked: no counter. */
+	assert_int_equal(node_connect(&n, "198.51.100.13", 1, NULL, 0), STORE_ALLOW);
+	assert_int_equal(redis_int("EXISTS mxtest:conc:198.51.100.13"), 0);
+	assert_int_equal(node_connect(&n, "198.51.100.14", 0, "l", 1), STORE_ALLOW);
+	assert_int_equal(redis_conn_count("198.51.100.14"), 0);
+	assert_int_equal(redis_int("ZCARD mxtest:conc:198.51.100.14"), 1);
+
+	/* One round trip, one EVALSHA per call (9 store_connect above, 1 store_rate). */
+	store_stats(n.st, &s1);
+	e1 = redis_evalsha_calls();
+	assert_int_equal(s1.checks - s0.checks, 10);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 10);
+	assert_int_equal(e1 - e0, 10);
+	assert_int_equal(s1.failures - s0.failures, 0);
+
+	/* Pipelined: 20 calls in one turn, 20 round trips, exactly limit leases. */
+	store_stats(n.st, &s0);
+	waiter_reset(&w, 20);
+	for (unsigned i = 0; i < 20; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "p%u", i);
+		store_connect(n.st, "198.51.100.15", 15, 60000, id, 4, 60000, on_done, &w, i);
+	}
+	run_until(&n, &w, 2000);
+	store_stats(n.st, &s1);
+	assert_int_equal(w.got, 20);
+	assert_int_equal(w.allow, 4);
+	assert_int_equal(w.deny, 16);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 20);
+	assert_int_equal(redis_int("ZCARD mxtest:conc:198.51.100.15"), 4);
+	assert_int_equal(redis_conn_count("198.51.100.15"), 20);
+
+	/* NOSCRIPT: loaded again, retried once. */
+	freeReplyObject(redis_sync("SCRIPT FLUSH"));
+	store_stats(n.st, &s0);
+	assert_int_equal(node_connect(&n, "198.51.100.16", 5, "n1", 1), STORE_ALLOW);
+	store_stats(n.st, &s1);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 3);
+	assert_int_equal(node_connect(&n, "198.51.100.16", 5, "n2", 1), STORE_DENY);
+
+	/* Leases taken by store_connect expire like the others. */
+	t0 = timer_now_ms();
+	waiter_reset(&w, 1);
+	store_connect(n.st, "198.51.100.17", 0, 60000, "e1", 1, 300, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	waiter_reset(&w, 1);
+	store_connect(n.st, "198.51.100.17", 0, 60000, "e2", 1, 300, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_DENY);
+	while (timer_now_ms() - t0 < 400)
+		run_until(&n, NULL, 50);
+	waiter_reset(&w, 1);
+	store_connect(n.st, "198.51.100.17", 0, 60000, "e2", 1, 300, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	node_free(&n);
 }
 
 static void
@@ -1050,12 +1287,14 @@ main(void)
 		cmocka_unit_test(test_emb_rate_window),
 		cmocka_unit_test(test_emb_rate_threads),
 		cmocka_unit_test(test_emb_leases),
+		cmocka_unit_test(test_emb_connect),
 		cmocka_unit_test(test_emb_memory_bounded),
 	};
 	const struct CMUnitTest redis[] = {
 		cmocka_unit_test(test_redis_rate_exact),
 		cmocka_unit_test(test_redis_two_instances),
 		cmocka_unit_test(test_redis_leases),
+		cmocka_unit_test(test_redis_connect),
 		cmocka_unit_test(test_redis_noscript),
 		cmocka_unit_test(test_redis_password),
 		cmocka_unit_test(test_redis_unix),
