@@ -392,8 +392,9 @@ store_emb_connect(struct store_emb *e, const char *key, unsigned rate_limit, uin
 	return v;
 }
 
-void
-store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms)
+/* Sets a lease's expiry: now + ttl_ms (refresh), or 0 to release it. */
+static void
+emb_lease_update(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms)
 {
 	char k[320];
 	size_t klen = emb_key(k, sizeof(k), EMB_CONC, NULL, key);
@@ -412,33 +413,23 @@ store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_
 		/* Like ZADD XX: an expired lease is not brought back. */
 		l = emb_lease_find(en, lease_id);
 		if (l)
-			l->expires = now + ttl_ms;
+			l->expires = ttl_ms ? now + ttl_ms : 0;
 		emb_leases_prune(en, now);
 	}
 	pthread_mutex_unlock(&s->mu);
 }
 
 void
+store_emb_lease_refresh(struct store_emb *e, const char *key, const char *lease_id, uint64_t ttl_ms)
+{
+	if (ttl_ms)
+		emb_lease_update(e, key, lease_id, ttl_ms);
+}
+
+void
 store_emb_lease_release(struct store_emb *e, const char *key, const char *lease_id)
 {
-	char k[320];
-	size_t klen = emb_key(k, sizeof(k), EMB_CONC, NULL, key);
-	uint64_t now = timer_now_ms(), h;
-	struct emb_shard *s;
-	struct emb_entry *en;
-
-	if (klen == 0)
-		return;
-	s = emb_enter(e, k, klen, &h, now);
-	en = emb_lookup(s, h, k, klen, now, 0);
-	if (en) {
-		struct emb_lease *l = emb_lease_find(en, lease_id);
-
-		if (l)
-			l->expires = 0;		/* pruned right below */
-		emb_leases_prune(en, now);
-	}
-	pthread_mutex_unlock(&s->mu);
+	emb_lease_update(e, key, lease_id, 0);
 }
 
 size_t
