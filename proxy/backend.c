@@ -81,6 +81,17 @@ blink_on_drain(struct conn *c)
 		l->on_drain(l->owner);
 }
 
+void
+bpool_configure(struct bpool *p, const struct cfg_backend *b, const struct config *cfg)
+{
+	snprintf(p->ehlo, sizeof(p->ehlo), "%s", cfg->hostname);
+	p->weight = b->weight ? b->weight : 1;
+	p->forward = b->forward_client;
+	p->max_conns = b->max_connections ? b->max_connections : 100;
+	p->reply_timeout_ms = cfg->timeout_command_ms;
+	p->data_timeout_ms = cfg->timeout_data_ms;
+}
+
 struct bpool *
 bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cfg)
 {
@@ -88,24 +99,16 @@ bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cf
 
 	for (p = w->pools; p; p = p->next) {
 		if (strcmp(p->name, b->name) == 0 && net_addr_equal(&p->addr, &b->addr))
-			break;
+			return p;
 	}
-	if (p == NULL) {
-		p = xcalloc(1, sizeof(*p));
-		p->name = xstrdup(b->name);
-		p->addr = b->addr;
-		net_addr_format(&p->addr, p->addr_str, sizeof(p->addr_str));
-		p->worker = w;
-		p->next = w->pools;
-		w->pools = p;
-	}
-	/* The newest config's limits win; old sessions share the pool. */
-	snprintf(p->ehlo, sizeof(p->ehlo), "%s", cfg->hostname);
-	p->weight = b->weight ? b->weight : 1;
-	p->forward = b->forward_client;
-	p->max_conns = b->max_connections ? b->max_connections : 100;
-	p->reply_timeout_ms = cfg->timeout_command_ms;
-	p->data_timeout_ms = cfg->timeout_data_ms;
+	p = xcalloc(1, sizeof(*p));
+	p->name = xstrdup(b->name);
+	p->addr = b->addr;
+	net_addr_format(&p->addr, p->addr_str, sizeof(p->addr_str));
+	p->worker = w;
+	p->next = w->pools;
+	w->pools = p;
+	bpool_configure(p, b, cfg);
 	return p;
 }
 

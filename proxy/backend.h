@@ -93,8 +93,13 @@ struct bpool {
 	struct bacquire *waiters;
 };
 
-/* Pools of one worker, found by (name, address); created on first use. */
+/*
+ * Pools of one worker, found by (name, address); created on first use
+ * with the settings of cfg. A lookup changes nothing: the worker applies
+ * the newest config's settings with bpool_configure when it takes a config.
+ */
 struct bpool *bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cfg);
+void bpool_configure(struct bpool *p, const struct cfg_backend *b, const struct config *cfg);
 /* Opens one link per pool so EHLO capabilities are known early. */
 void bpool_prewarm(struct bpool *p);
 void bpool_close_all(struct worker *w);

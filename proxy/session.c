@@ -586,6 +586,7 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd)
 	s->helo_name[n] = '\0';
 	s->helo = 1;
 	s->esmtp = cmd->verb == SMTP_EHLO;
+	s->dsn = 0;
 	if (!s->esmtp) {
 		reply(s, "250 %s", s->cfg->hostname);
 		return;
@@ -595,7 +596,9 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd)
 	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
 	reply(s, "250-8BITMIME");
 	reply(s, "250-SMTPUTF8");
-	if (dsn_offered(s))
+	/* What EHLO offered is what MAIL and RCPT accept for the rest of the session. */
+	s->dsn = dsn_offered(s);
+	if (s->dsn)
 		reply(s, "250-DSN");
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
@@ -615,7 +618,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 		reply_error(s, "503 5.5.1 Error: nested MAIL command");
 		return;
 	}
-	n = envelope_mail(cmd, s->cfg->max_message_size, dsn_offered(s), t->mail_line,
+	n = envelope_mail(cmd, s->cfg->max_message_size, s->dsn, t->mail_line,
 			  sizeof(t->mail_line), &v);
 	if (n < 0) {
 		if (v.code == 552)
@@ -662,7 +665,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 			return;
 		}
 	}
-	n = envelope_rcpt(cmd, dsn_offered(s), line, sizeof(line), &v);
+	n = envelope_rcpt(cmd, s->dsn, line, sizeof(line), &v);
 	if (n < 0) {
 		reply_error(s, "%d %s", v.code, v.text);
 		return;

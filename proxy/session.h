@@ -66,6 +66,7 @@ struct session {
 	size_t in_len, in_cap;
 	int discarding;			/* skipping the rest of an over-long line */
 	int helo, esmtp;
+	int dsn;			/* EHLO offered DSN: its parameters are passed on */
 	char helo_name[256];
 	unsigned errors, messages;
 	uint64_t start_ms;

@@ -160,8 +160,13 @@ worker_listeners_sync(struct worker *w, char *err, size_t errlen)
 static void
 worker_pools_sync(struct worker *w)
 {
-	for (unsigned i = 0; i < w->cfg->nbackends; i++)
-		bpool_prewarm(bpool_get(w, &w->cfg->backends[i], w->cfg));
+	for (unsigned i = 0; i < w->cfg->nbackends; i++) {
+		struct bpool *p = bpool_get(w, &w->cfg->backends[i], w->cfg);
+
+		/* The newest config's settings win; sessions of older ones share the pool. */
+		bpool_configure(p, &w->cfg->backends[i], w->cfg);
+		bpool_prewarm(p);
+	}
 }
 
 static void
