@@ -24,8 +24,10 @@ class FakeBackend:
     """
     A tiny SMTP server on 127.0.0.1 with scripted faults:
       mode "close_mid_data": closes the connection after close_after bytes of DATA;
-      mode "greet_421": greets with 421 and closes.
-    Records what it saw. Stopped by the test's cleanup.
+      mode "greet_421": greets with 421 and closes;
+      mode "dsn": a healthy backend that also offers DSN;
+      mode "silent_mail": never answers MAIL.
+    Records what it saw (command lines in self.commands). Stopped by the test's cleanup.
     """
 
     def __init__(self, test, mode, close_after=1000):
@@ -36,6 +38,7 @@ class FakeBackend:
         self.data_bytes = 0
         self.final_dot_seen = False
         self.transactions = 0
+        self.commands = []
         self.stop = threading.Event()
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.bind(("127.0.0.1", 0))
@@ -105,10 +108,15 @@ class FakeBackend:
                 buf += chunk
                 while b"\n" in buf and not in_data:
                     line, buf = buf.split(b"\n", 1)
+                    with self.lock:
+                        self.commands.append(line.rstrip(b"\r"))
                     verb = line.strip().split(b" ")[0].upper()
                     if verb in (b"EHLO", b"LHLO"):
-                        s.sendall(b"250-fake.backend\r\n250-PIPELINING\r\n250-8BITMIME\r\n"
+                        dsn = b"250-DSN\r\n" if self.mode == "dsn" else b""
+                        s.sendall(b"250-fake.backend\r\n250-PIPELINING\r\n250-8BITMIME\r\n" + dsn +
                                   b"250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE 104857600\r\n")
+                    elif verb == b"MAIL" and self.mode == "silent_mail":
+                        pass
                     elif verb == b"HELO":
                         s.sendall(b"250 fake.backend\r\n")
                     elif verb == b"MAIL":
@@ -233,6 +241,68 @@ class Backends(MxTestCase):
         stored = sink.assert_stored(self, results.count(250))
         self.assertFalse(fake.final_dot_seen)
         self.assertEqual(len(stored), results.count(250))
+
+    def dsn_gate(self, mode):
+        fb = FakeBackend(self, mode)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        return fb, gate
+
+    def ehlo_keywords(self, gate):
+        c = self.open_session(gate, ehlo=False)
+        r = c.ehlo()
+        self.assertEqual(r.code, 250, r)
+        return c, {l.split(b" ")[0].upper() for l in r.lines[1:]}
+
+    def test_dsn_parameters_passed_through(self):
+        """A DSN backend: EHLO offers DSN, and DSN/8BITMIME/SMTPUTF8 parameters reach it as sent."""
+        fb, gate = self.dsn_gate("dsn")
+        deadline = time.monotonic() + 5 * SCALE
+        while True:  # the pool learns the backend's EHLO just after start
+            c, kw = self.ehlo_keywords(gate)
+            if b"DSN" in kw or time.monotonic() > deadline:
+                break
+            c.close()
+            time.sleep(0.1)
+        self.assertIn(b"DSN", kw)
+        r = c.cmd("MAIL FROM:<a@example.test> RET=HDRS ENVID=id+2B1 BODY=8BITMIME SMTPUTF8")
+        self.assertEqual(r.code, 250, r)
+        r = c.cmd("RCPT TO:<b@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.test")
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(c.cmd("RSET").code, 250)
+        with fb.lock:
+            cmds = list(fb.commands)
+        self.assertIn(b"MAIL FROM:<a@example.test> RET=HDRS ENVID=id+2B1 BODY=8BITMIME SMTPUTF8", cmds)
+        self.assertIn(b"RCPT TO:<b@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.test", cmds)
+
+    def test_no_dsn_without_backend_support(self):
+        """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""
+        fb, gate = self.dsn_gate("plain")
+        c, kw = self.ehlo_keywords(gate)
+        self.assertNotIn(b"DSN", kw)
+        r = c.cmd("MAIL FROM:<a@example.test> RET=FULL")
+        self.assertEqual(r.code, 555, r)
+        self.assertEqual(enhanced(r), "5.5.4")
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        r = c.cmd("RCPT TO:<b@example.test> NOTIFY=NEVER")
+        self.assertEqual(r.code, 555, r)
+        with fb.lock:
+            self.assertFalse([x for x in fb.commands if b"RET=" in x or b"NOTIFY=" in x], fb.commands)
+
+    def test_backend_silent_after_mail(self):
+        """A backend that never answers MAIL: the client gets 451 4.4.1 after the reply timeout, not a hang."""
+        fb = FakeBackend(self, "silent_mail")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port],
+                                              server={"timeout_command": "1s"}))
+        c = self.open_session(gate)
+        t0 = time.monotonic()
+        r = c.cmd("MAIL FROM:<a@example.test>", timeout=15)
+        self.assertEqual(r.code, 451, r)
+        self.assertEqual(enhanced(r), "4.4.1")
+        self.assertLess(time.monotonic() - t0, 10 * SCALE)
+        # the session is still usable
+        self.assertEqual(c.cmd("NOOP").code, 250)
 
     def test_weights(self):
         s1 = start_mxsink(self, name="sink-w1")
