@@ -9,10 +9,41 @@ OPT     ?= -O2
 SAN     ?=
 V       ?= 0
 
-CFLAGS  := -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE \
+# --- wolfSSL: private AES-NI build or the system library ----------------
+# scripts/build-wolfssl.sh builds Debian's own wolfSSL source with AES-NI
+# and the SP assembly into .deps/wolfssl (`make clean` keeps it, `make
+# distclean` removes it; `make wolfssl` runs the script by hand).
+# $(BUILD)/wolfssl.mk says which library this build uses. make remakes it
+# before anything else (running the script: quick and silent when the build
+# is current) and then re-reads this Makefile, so even a fresh clone has
+# decided before the first compile. A failing script (no network...) only
+# warns and the system libwolfssl is used. WOLFSSL=system forces the system
+# library, WOLFSSL=private fails instead of falling back. Objects depend on
+# wolfssl.mk, which changes with the choice and with each private rebuild,
+# because the two options.h give different struct layouts.
+WOLFSSL        ?= auto
+WOLFSSL_PREFIX := .deps/wolfssl
+WOLFSSL_MK     := $(BUILD)/wolfssl.mk
+WOLFSSL_USE    := system
+# Goals that build nothing themselves (test, asan... decide in their sub-make).
+WOLFSSL_NO_MK  := clean distclean deps wolfssl test asan demo bench fuzz
+ifneq ($(filter-out $(WOLFSSL_NO_MK),$(or $(MAKECMDGOALS),all)),)
+include $(WOLFSSL_MK)
+endif
+ifeq ($(WOLFSSL_USE),private)
+# -I first, ahead of /usr/include: its options.h must win over the system one.
+WOLFSSL_CFLAGS := -I$(WOLFSSL_PREFIX)/include
+WOLFSSL_LIBS   := $(WOLFSSL_PREFIX)/lib/libwolfssl.a -lpthread -ldl -lm
+else
+WOLFSSL_CFLAGS :=
+WOLFSSL_LIBS   := -lwolfssl
+endif
+# --- end wolfSSL ---------------------------------------------------------
+
+CFLAGS  := $(WOLFSSL_CFLAGS) -std=gnu11 -g $(OPT) -Wall -Wextra -Werror -D_GNU_SOURCE \
            -Icore -Iconf -Iproxy -Ibench -MMD -MP $(SAN) $(EXTRA_CFLAGS)
 LDFLAGS := $(SAN)
-LIBS    := -luring -linih -lhiredis -lpthread -lm
+LIBS    := -luring -linih -lhiredis -lpthread -lm -lcrypt $(WOLFSSL_LIBS)
 ifeq ($(SAN),)
 LIBS    += -ljemalloc
 endif
@@ -23,15 +54,15 @@ else
 Q := @
 endif
 
-MAINS    := proxy/main.c bench/mxload.c bench/mxsink.c
+MAINS    := proxy/main.c bench/mxload.c bench/mxsink.c bench/tlsbench.c
 LIB_SRC  := $(filter-out $(MAINS),$(wildcard core/*.c conf/*.c proxy/*.c bench/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 UNIT_HELPERS := $(filter-out $(UNIT_SRC) tests/unit/bench_%.c,$(wildcard tests/unit/*.c))
-PROGS    := $(BUILD)/mxgate $(BUILD)/mxload $(BUILD)/mxsink
+PROGS    := $(BUILD)/mxgate $(BUILD)/mxload $(BUILD)/mxsink $(BUILD)/tlsbench
 
-.PHONY: all unit test asan demo bench clean deps fuzz
+.PHONY: all unit test asan demo bench clean distclean deps fuzz wolfssl FORCE
 all: $(PROGS)
 
 $(BUILD)/obj/%.o: %.c
@@ -54,6 +85,35 @@ $(BUILD)/mxload: $(BUILD)/obj/bench/mxload.o $(BUILD)/libmx.a
 $(BUILD)/mxsink: $(BUILD)/obj/bench/mxsink.o $(BUILD)/libmx.a
 	@$(if $(filter 0,$(V)),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# tlsbench: wolfSSL alone, in memory (the yardstick for mxgate's TLS cost);
+# it needs neither libmx.a nor mxgate's other libraries.
+$(BUILD)/tlsbench: $(BUILD)/obj/bench/tlsbench.o
+	@$(if $(filter 0,$(V)),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(WOLFSSL_LIBS) -lm
+
+# wolfSSL choice (see the top): remade on every run, rewritten only when it
+# changes, so that only a change recompiles. Not again in the make that
+# re-reads the Makefile after it changed (MAKE_RESTARTS set): this run has
+# just decided.
+$(WOLFSSL_MK): $(if $(MAKE_RESTARTS),,FORCE)
+	@mkdir -p $(dir $@)
+	$(Q)use=system; \
+	if [ "$(WOLFSSL)" != system ]; then \
+		if scripts/build-wolfssl.sh; then use=private; \
+		elif [ "$(WOLFSSL)" = private ]; then exit 1; \
+		else echo "warning: no private wolfSSL build; using the system libwolfssl" >&2; fi; \
+	fi; \
+	{ echo "# written by make (Makefile, wolfSSL block): the wolfSSL of $(BUILD)"; \
+	  echo "WOLFSSL_USE := $$use"; \
+	  if [ $$use = private ]; then sed 's/^/# /' $(WOLFSSL_PREFIX)/.mxgate-stamp; fi; \
+	} >$@.$$$$; \
+	if cmp -s $@.$$$$ $@; then rm -f $@.$$$$; else mv -f $@.$$$$ $@; fi
+$(LIB_OBJ) $(MAINS:%.c=$(BUILD)/obj/%.o) $(UNIT_BIN): $(WOLFSSL_MK)
+FORCE:
+
+wolfssl:
+	$(Q)scripts/build-wolfssl.sh
 
 $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(BUILD)/libmx.a
 	@mkdir -p $(dir $@)
@@ -102,5 +162,9 @@ fuzz:
 
 clean:
 	rm -rf build build-asan
+
+# Also the private wolfSSL build and its downloaded source.
+distclean: clean
+	rm -rf .deps
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -11,6 +11,8 @@ PACKAGES=(
 	build-essential pkg-config
 	liburing-dev libwolfssl-dev libjemalloc-dev libhiredis-dev libinih-dev
 	libc-ares-dev libcmocka-dev
+	libcrypt-dev			# crypt(3) for password hashes
+	autoconf automake libtool dpkg-dev	# scripts/build-wolfssl.sh
 	redis-server rbldnsd swaks postfix haproxy curl msmtp
 	python3 python3-aiosmtpd valgrind openssl
 	libnet-ssleay-perl		# swaks --tls
