@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "conn.h"
+#include "conn_tls.h"
 #include "log.h"
 
 #define CONN_CHUNK 4096
@@ -43,7 +44,7 @@ conn_use_private_buffer(struct conn *c, uint32_t size)
 	return 0;
 }
 
-static void
+void
 conn_maybe_finish(struct conn *c)
 {
 	if (!c->closing || c->inflight || c->closed_notified)
@@ -123,11 +124,13 @@ conn_recv_resume(struct conn *c)
 	if (!c->recv_paused)
 		return;
 	c->recv_paused = 0;
+	if (c->tls)
+		conn_tls_input_resumed(c);
 	if (c->recv_started)
 		conn_arm_recv(c);
 }
 
-static void
+void
 conn_fail(struct conn *c, int err)
 {
 	c->eof = 1;
@@ -178,7 +181,10 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 	data = bid >= 0 ? pbuf_ptr(c->ring, bid) : c->rbuf;
 	c->bytes_in += (uint64_t)res;
 	c->inflight++;
-	c->ops->on_recv(c, data, (size_t)res, bid);
+	if (c->tls)
+		conn_tls_input(c, data, (size_t)res);
+	else
+		c->ops->on_recv(c, data, (size_t)res, bid);
 	c->inflight--;
 	if (bid >= 0)
 		pbuf_unref(c->ring, bid);
@@ -216,6 +222,14 @@ conn_seg_release(struct conn *c, struct conn_seg *s)
 
 int
 conn_write(struct conn *c, const void *p, size_t n)
+{
+	if (c->tls)
+		return conn_tls_queue(c, p, n);
+	return conn_raw_write(c, p, n);
+}
+
+int
+conn_raw_write(struct conn *c, const void *p, size_t n)
 {
 	struct conn_seg *s;
 
@@ -291,6 +305,8 @@ conn_queue_ref(struct conn *c, const char *p, size_t n, int32_t bid)
 int
 conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
 {
+	if (c->tls)
+		return conn_tls_queue(c, p, n);
 	if (conn_queue_ref(c, p, n, bid) < 0)
 		return -1;
 	if (n && !c->closing)
@@ -301,12 +317,16 @@ conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
 int
 conn_write_ref(struct conn *c, const void *p, size_t n)
 {
+	if (c->tls)
+		return conn_tls_queue(c, p, n);
 	return conn_queue_ref(c, p, n, CONN_SEG_REF);
 }
 
 void
 conn_flush(struct conn *c)
 {
+	if (c->tls)
+		conn_tls_encrypt(c);
 	if (!c->sending && c->queued && !c->closing)
 		conn_send_now(c);
 }
@@ -382,7 +402,7 @@ conn_send_done(struct ring_op *op, int res, uint32_t flags)
 		conn_close(c);
 		return;
 	}
-	if (c->ops->on_drain) {
+	if (c->ops->on_drain && c->tls_queued == 0) {
 		c->inflight++;
 		c->ops->on_drain(c);
 		c->inflight--;
@@ -450,6 +470,8 @@ conn_close_after_send(struct conn *c)
 {
 	if (c->closing)
 		return;
+	if (c->tls)
+		conn_tls_shutdown(c);
 	if (c->queued == 0) {
 		conn_close(c);
 		return;
@@ -473,9 +495,11 @@ conn_ring_turn(struct ring *r)
 		c->starved = 0;
 		conn_arm_recv(c);
 	}
+	conn_tls_ring_turn(r);
 	while (r->closing) {
 		struct conn *c = r->closing;
 		r->closing = c->next_closing;
+		conn_tls_free(c);
 		while (c->seg_count) {
 			conn_seg_release(c, &c->segs[c->seg_head]);
 			c->seg_head = (c->seg_head + 1) % c->seg_cap;

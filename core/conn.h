@@ -41,7 +41,11 @@ struct conn_ops {
 	void (*on_connect)(struct conn *c, int res);
 	/* Everything finished after conn_close; the fd is closed; owner may free c. */
 	void (*on_closed)(struct conn *c);
+	/* conn_tls_start's handshake finished: 0, or -EPROTO (owner closes). */
+	void (*on_tls)(struct conn *c, int err);
 };
+
+struct conn_tls;
 
 struct conn_seg {
 	const char *p;
@@ -65,6 +69,9 @@ struct conn {
 	struct conn_seg *segs;	/* circular queue */
 	uint32_t seg_head, seg_count, seg_cap;
 	size_t queued;		/* bytes queued, not yet sent */
+	size_t tls_queued;	/* plaintext waiting to be encrypted */
+	struct conn_tls *tls;	/* NULL: plain; else the record layer (conn_tls.c) */
+	struct conn *next_tls_pump;
 	uint64_t bytes_in, bytes_out;
 	struct msghdr msg;
 	struct iovec iov[CONN_IOV_MAX];
@@ -93,7 +100,7 @@ int conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid);
 int conn_write_ref(struct conn *c, const void *p, size_t n);
 /* Start sending the queue if nothing is in flight. */
 void conn_flush(struct conn *c);
-static inline size_t conn_queued(const struct conn *c) { return c->queued; }
+static inline size_t conn_queued(const struct conn *c) { return c->queued + c->tls_queued; }
 
 /* Creates the socket and connects; on_connect reports. fd must be -1. */
 int conn_connect(struct conn *c, const struct net_addr *a);
@@ -106,6 +113,27 @@ int conn_connect(struct conn *c, const struct net_addr *a);
 void conn_close(struct conn *c);
 /* Graceful: send what is queued, then close (on_closed as above). */
 void conn_close_after_send(struct conn *c);
+
+/*
+ * TLS under the conn: from now on received bytes go through the record
+ * layer and on_recv sees plaintext (bid -1); writes are encrypted at
+ * conn_flush. Bytes queued before this call leave in clear, first (the
+ * STARTTLS "220" reply). on_tls reports the handshake. ctx is a
+ * struct tls_ctx; sni_host (clients) may be NULL. Returns 0 or -1.
+ */
+struct tls_ctx;
+int conn_tls_start(struct conn *c, struct tls_ctx *ctx, int server, const char *sni_host);
+/* Ciphertext that arrived before conn_tls_start (after a PROXY header): read it first. */
+int conn_tls_push_input(struct conn *c, const void *p, size_t n);
+/* After a finished handshake: "TLSv1.3", the cipher, whether the session was resumed. */
+const char *conn_tls_version(const struct conn *c);
+const char *conn_tls_cipher(const struct conn *c);
+int conn_tls_resumed(const struct conn *c);
+/* Why the handshake failed (for the log). */
+const char *conn_tls_error(const struct conn *c);
+/* Server side: the SNI name the client sent, or NULL. */
+const char *conn_tls_sni(const struct conn *c);
+static inline int conn_tls_active(const struct conn *c) { return c->tls != NULL; }
 
 /* Called by ring_run at the end of each turn (internal). */
 void conn_ring_turn(struct ring *r);

@@ -96,7 +96,11 @@ ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 		unsigned head, count = 0;
 		int ret;
 
-		ret = io_uring_submit_and_wait(&r->uring, 1);
+		/* Work queued by the last turn's callbacks must not wait for the next completion. */
+		if (r->tls_pump || r->closing)
+			ret = io_uring_submit(&r->uring);
+		else
+			ret = io_uring_submit_and_wait(&r->uring, 1);
 		if (ret < 0 && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 		if (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)

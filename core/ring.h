@@ -33,6 +33,7 @@ struct ring {
 	struct __kernel_timespec tick_ts;
 	struct conn *starved;		/* conns waiting for a free pbuf */
 	struct conn *closing;		/* conns whose close completes next turn */
+	struct conn *tls_pump;		/* TLS conns with decrypted input to deliver */
 	int stop;			/* ring_run returns when set */
 	uint64_t cqe_overflows;
 };
