@@ -165,6 +165,8 @@ enum dtype {
 	D_NETS,		/* struct cidr_list (cidr_list_parse) */
 	D_DOMAINS,	/* char ** + unsigned count at off2, lower-cased; '*' */
 	D_NAMES,	/* backend names, resolved after the whole file is read */
+	D_PROTOCOLS,	/* unsigned CFG_TLS_V12 | CFG_TLS_V13 from "TLSv1.2, TLSv1.3" */
+	D_MECHS,	/* unsigned CFG_AUTH_PLAIN | CFG_AUTH_LOGIN from "PLAIN, LOGIN" */
 };
 
 struct enum_name {
@@ -287,6 +289,24 @@ static const struct directive limits_keys[] = {
 	{ "ipv6_prefix",       D_UINT, SRV(limits.ipv6_prefix), 1, 128, NULL },
 };
 
+static const struct directive tls_keys[] = {
+	{ "certificate",     D_STR,       SRV(tls.def.certificate), 0, 0, NULL },
+	{ "key",             D_STR,       SRV(tls.def.key), 0, 0, NULL },
+	{ "protocols",       D_PROTOCOLS, SRV(tls.protocols), 0, 0, NULL },
+	{ "session_tickets", D_BOOL,      SRV(tls.session_tickets), 0, 0, NULL },
+};
+
+#define SITE(f) offsetof(struct cfg_tls_site, f), 0
+static const struct directive tls_site_keys[2] = {
+	{ "certificate", D_STR, SITE(certificate), 0, 0, NULL },
+	{ "key",         D_STR, SITE(key), 0, 0, NULL },
+};
+
+static const struct directive auth_keys[] = {
+	{ "users",      D_STR,   SRV(auth.users), 0, 0, NULL },
+	{ "mechanisms", D_MECHS, SRV(auth.mechanisms), 0, 0, NULL },
+};
+
 static const struct directive access_keys[] = {
 	{ "allow", D_NETS, SRV(access.allow), 0, 0, NULL },
 	{ "deny",  D_NETS, SRV(access.deny), 0, 0, NULL },
@@ -296,8 +316,8 @@ static const struct directive access_keys[] = {
  * Sections without a name, each allowed once, whose keys all land in
  * struct config. Indexed by enum section (SEC_SERVER .. SEC_NSINGLE - 1).
  */
-enum section { SEC_NONE, SEC_SERVER, SEC_REDIS, SEC_LIMITS, SEC_ACCESS, SEC_NSINGLE,
-	       SEC_LISTENER = SEC_NSINGLE, SEC_BACKEND };
+enum section { SEC_NONE, SEC_SERVER, SEC_REDIS, SEC_LIMITS, SEC_ACCESS, SEC_TLS, SEC_AUTH,
+	       SEC_NSINGLE, SEC_LISTENER = SEC_NSINGLE, SEC_BACKEND, SEC_TLS_SITE };
 
 struct single_section {
 	const char *name;
@@ -310,6 +330,8 @@ static const struct single_section singles[SEC_NSINGLE] = {
 	[SEC_REDIS]  = { "redis", redis_keys, ARRAY_SIZE(redis_keys) },
 	[SEC_LIMITS] = { "limits", limits_keys, ARRAY_SIZE(limits_keys) },
 	[SEC_ACCESS] = { "access", access_keys, ARRAY_SIZE(access_keys) },
+	[SEC_TLS]    = { "tls", tls_keys, ARRAY_SIZE(tls_keys) },
+	[SEC_AUTH]   = { "auth", auth_keys, ARRAY_SIZE(auth_keys) },
 };
 
 #define SINGLE_MAX_KEYS 16
@@ -317,10 +339,12 @@ _Static_assert(ARRAY_SIZE(server_keys) <= SINGLE_MAX_KEYS, "keyline size");
 _Static_assert(ARRAY_SIZE(redis_keys) <= SINGLE_MAX_KEYS, "keyline size");
 _Static_assert(ARRAY_SIZE(limits_keys) <= SINGLE_MAX_KEYS, "keyline size");
 _Static_assert(ARRAY_SIZE(access_keys) <= SINGLE_MAX_KEYS, "keyline size");
+_Static_assert(ARRAY_SIZE(tls_keys) <= SINGLE_MAX_KEYS, "keyline size");
+_Static_assert(ARRAY_SIZE(auth_keys) <= SINGLE_MAX_KEYS, "keyline size");
 
 /* Sections of the contract that later versions will implement. */
 static const char *const later_sections[] = {
-	"tls", "route", "dnsbl", "auth", "metrics",
+	"route", "dnsbl", "metrics",
 };
 
 /* ------------------------------------------------------------------ */
@@ -739,6 +763,38 @@ apply(struct parser *p, const struct directive *d, void *obj, const char *value)
 		return 0;
 	}
 
+	case D_PROTOCOLS:
+	case D_MECHS: {
+		static const struct enum_name tls_protos[] = {
+			{ "TLSv1.2", CFG_TLS_V12 }, { "TLSv1.3", CFG_TLS_V13 }, { NULL, 0 },
+		};
+		static const struct enum_name mechs[] = {
+			{ "PLAIN", CFG_AUTH_PLAIN }, { "LOGIN", CFG_AUTH_LOGIN }, { NULL, 0 },
+		};
+		const struct enum_name *names = d->type == D_PROTOCOLS ? tls_protos : mechs;
+		unsigned bits = 0;
+		char **items;
+		int n = split_list(value, &items);
+		if (n < 0)
+			return bad_value(p, d->name, value, "a comma-separated list without empty elements");
+		for (int i = 0; i < n; i++) {
+			const struct enum_name *e;
+			for (e = names; e->name != NULL; e++)
+				if (strcasecmp(items[i], e->name) == 0)
+					break;
+			if (e->name == NULL) {
+				bad_value(p, d->name, items[i], "%s", d->type == D_PROTOCOLS ?
+					  "TLSv1.2 and/or TLSv1.3" : "PLAIN and/or LOGIN");
+				free_strv(items, (unsigned)n);
+				return -1;
+			}
+			bits |= (unsigned)e->value;
+		}
+		free_strv(items, (unsigned)n);
+		*(unsigned *)field = bits;
+		return 0;
+	}
+
 	case D_NAMES: {
 		/* Only listeners have one; the names are checked once all backends are known. */
 		struct listener_extra *lx = &p->lx[p->c->nlisteners - 1];
@@ -781,6 +837,45 @@ backend_defaults(struct cfg_backend *b)
 	b->forward_client = CFG_FORWARD_NONE;
 }
 
+/* [tls HOSTNAME]: a certificate chosen by SNI. */
+static void
+begin_tls_site(struct parser *p, const char *name)
+{
+	struct config *c = p->c;
+	const char *h = name;
+	char host[256];
+	size_t n = 0;
+
+	if (h[0] == '*' && h[1] == '.')
+		h += 2;
+	for (const char *q = h; *q; q++) {
+		if (!isalnum((unsigned char)*q) && *q != '-' && *q != '.')
+			break;
+		n++;
+	}
+	if (*h == '\0' || h[n] != '\0' || strlen(name) >= sizeof(host)) {
+		set_err(p, p->lineno, "bad host name in [tls %s] (expected a name such as "
+			"mx.example.test or *.example.test)", name);
+		return;
+	}
+	snprintf(host, sizeof(host), "%s", name);
+	for (char *q = host; *q; q++)
+		*q = (char)tolower((unsigned char)*q);
+	for (unsigned i = 0; i < c->tls.nsites; i++) {
+		if (strcmp(c->tls.sites[i].name, host) == 0) {
+			set_err(p, p->lineno, "duplicate section [tls %s] (first at line %d)",
+				host, c->tls.sites[i].line);
+			return;
+		}
+	}
+	c->tls.sites = xrealloc(c->tls.sites, sizeof(*c->tls.sites) * (c->tls.nsites + 1));
+	struct cfg_tls_site *site = &c->tls.sites[c->tls.nsites++];
+	memset(site, 0, sizeof(*site));
+	site->name = xstrdup(host);
+	site->line = p->lineno;
+	p->sec = SEC_TLS_SITE;
+}
+
 /*
  * A section header: "[server]", "[redis]", "[limits]", "[access]",
  * "[listener NAME]", "[backend NAME]". text is what is between the brackets.
@@ -802,6 +897,10 @@ begin_section(struct parser *p, const char *text)
 	snprintf(kind, sizeof(kind), "%.*s", (int)klen, s);
 
 	p->sec = SEC_NONE;
+	if (strcmp(kind, "tls") == 0 && *name != '\0') {
+		begin_tls_site(p, name);
+		return;
+	}
 	for (int i = SEC_SERVER; i < SEC_NSINGLE; i++) {
 		if (strcmp(kind, singles[i].name) != 0)
 			continue;
@@ -821,6 +920,10 @@ begin_section(struct parser *p, const char *text)
 			c->redis.enabled = 1;
 		else if (i == SEC_LIMITS)
 			c->limits.enabled = 1;
+		else if (i == SEC_TLS)
+			c->tls.enabled = 1, c->tls.def.line = p->lineno;
+		else if (i == SEC_AUTH)
+			c->auth.enabled = 1;
 		return;
 	}
 	if (strcmp(kind, "listener") == 0 || strcmp(kind, "backend") == 0) {
@@ -898,6 +1001,8 @@ handle_kv(struct parser *p, const char *key, const char *value)
 	case SEC_REDIS:
 	case SEC_LIMITS:
 	case SEC_ACCESS:
+	case SEC_TLS:
+	case SEC_AUTH:
 		table = singles[p->sec].keys, n = singles[p->sec].nkeys;
 		keyline = p->single_keyline[p->sec];
 		obj = p->c;
@@ -917,6 +1022,15 @@ handle_kv(struct parser *p, const char *key, const char *value)
 		snprintf(secbuf, sizeof(secbuf), "backend %s", p->c->backends[p->c->nbackends - 1].name);
 		secname = secbuf;
 		break;
+	case SEC_TLS_SITE: {
+		struct cfg_tls_site *site = &p->c->tls.sites[p->c->tls.nsites - 1];
+		table = tls_site_keys, n = ARRAY_SIZE(tls_site_keys);
+		keyline = site->keyline;
+		obj = site;
+		snprintf(secbuf, sizeof(secbuf), "tls %s", site->name);
+		secname = secbuf;
+		break;
+	}
 	default:
 		set_err(p, p->lineno, "key '%s' is outside of any section", key);
 		return -1;
@@ -1067,8 +1181,8 @@ validate_backend(struct parser *p, unsigned i)
 	/* Parsed already; refused until the feature exists, never ignored. */
 	if (b->protocol != CFG_PROTO_SMTP)
 		refuse(p, kl[BK_PROTOCOL], "protocol", enum_name_of(protocols, (int)b->protocol));
-	if (b->tls != 0)
-		refuse(p, kl[BK_TLS], "tls", "starttls");
+	if (!b->tls && kl[BK_TLS_CA])
+		set_err(p, kl[BK_TLS_CA], "backend %s: tls_ca needs tls = starttls", b->name);
 }
 
 static void
@@ -1081,12 +1195,18 @@ validate_listener(struct parser *p, unsigned i)
 
 	if (kl[LK_LISTEN] == 0)
 		set_err(p, l->line, "listener %s: listen is required", l->name);
-	if (l->mode != CFG_MODE_RELAY)
-		refuse(p, kl[LK_MODE], "mode", enum_name_of(modes, (int)l->mode));
-	if (l->tls != CFG_TLS_NONE)
-		refuse(p, kl[LK_TLS], "tls", enum_name_of(listener_tls, (int)l->tls));
-	if (l->require_tls)
-		refuse(p, kl[LK_REQUIRE_TLS], "require_tls", "yes");
+	if (l->tls != CFG_TLS_NONE && !c->tls.enabled)
+		set_err(p, kl[LK_TLS], "listener %s: tls = %s needs a [tls] section with "
+			"certificate and key", l->name, enum_name_of(listener_tls, (int)l->tls));
+	if (l->require_tls && l->tls == CFG_TLS_NONE)
+		set_err(p, kl[LK_REQUIRE_TLS], "listener %s: require_tls = yes needs tls = starttls "
+			"(or implicit)", l->name);
+	if (l->mode == CFG_MODE_SUBMISSION && !c->auth.enabled)
+		set_err(p, kl[LK_MODE], "listener %s: mode = submission needs an [auth] section "
+			"with users", l->name);
+	if (l->mode == CFG_MODE_SUBMISSION && l->tls == CFG_TLS_NONE)
+		set_err(p, kl[LK_MODE], "listener %s: mode = submission needs tls = starttls or "
+			"implicit (AUTH is offered only over TLS)", l->name);
 
 	/*
 	 * The strings were checked by parse_cidr; the matcher wants them
@@ -1157,19 +1277,81 @@ validate_listener(struct parser *p, unsigned i)
 }
 
 static void
+validate_tls(struct parser *p)
+{
+	struct config *c = p->c;
+	int *kl = p->single_keyline[SEC_TLS];
+
+	c->tls.def.keyline[0] = kl[0];
+	c->tls.def.keyline[1] = kl[1];
+	if (c->tls.def.certificate == NULL)
+		set_err(p, c->tls.def.line, "[tls]: certificate is required");
+	else if (c->tls.def.key == NULL)
+		set_err(p, c->tls.def.line, "[tls]: key is required");
+}
+
+static void
+validate_tls_site(struct parser *p, unsigned i)
+{
+	struct cfg_tls_site *site = &p->c->tls.sites[i];
+
+	if (!p->c->tls.enabled)
+		set_err(p, site->line, "[tls %s] needs a [tls] section for clients "
+			"that send no name or another one", site->name);
+	else if (site->certificate == NULL || site->key == NULL)
+		set_err(p, site->line, "[tls %s]: certificate and key are required", site->name);
+}
+
+static void
+validate_auth(struct parser *p)
+{
+	struct config *c = p->c;
+
+	c->auth.users_line = p->single_keyline[SEC_AUTH][0];
+	if (c->auth.users == NULL)
+		set_err(p, p->single_line[SEC_AUTH], "[auth]: users is required");
+}
+
+/* One section to validate, by the line of its header. */
+struct vitem {
+	int line;
+	void (*fn)(struct parser *p, unsigned i);
+	unsigned i;
+};
+
+static void v_listener(struct parser *p, unsigned i) { validate_listener(p, i); }
+static void v_backend(struct parser *p, unsigned i) { validate_backend(p, i); }
+static void v_tls(struct parser *p, unsigned i) { (void)i; validate_tls(p); }
+static void v_auth(struct parser *p, unsigned i) { (void)i; validate_auth(p); }
+
+static int
+vitem_cmp(const void *a, const void *b)
+{
+	return ((const struct vitem *)a)->line - ((const struct vitem *)b)->line;
+}
+
+static void
 validate(struct parser *p)
 {
 	struct config *c = p->c;
-	unsigned li = 0, bi = 0;
+	size_t n = 0, cap = (size_t)c->nlisteners + c->nbackends + c->tls.nsites + 2;
+	struct vitem *v = xcalloc(cap, sizeof(*v));
 
+	for (unsigned i = 0; i < c->nlisteners; i++)
+		v[n++] = (struct vitem){ c->listeners[i].line, v_listener, i };
+	for (unsigned i = 0; i < c->nbackends; i++)
+		v[n++] = (struct vitem){ c->backends[i].line, v_backend, i };
+	for (unsigned i = 0; i < c->tls.nsites; i++)
+		v[n++] = (struct vitem){ c->tls.sites[i].line, validate_tls_site, i };
+	if (c->tls.enabled)
+		v[n++] = (struct vitem){ c->tls.def.line, v_tls, 0 };
+	if (c->auth.enabled)
+		v[n++] = (struct vitem){ p->single_line[SEC_AUTH], v_auth, 0 };
 	/* In file order, so the error reported is the first one in the file. */
-	while (p->err_line < 0 && (li < c->nlisteners || bi < c->nbackends)) {
-		if (bi >= c->nbackends ||
-		    (li < c->nlisteners && c->listeners[li].line < c->backends[bi].line))
-			validate_listener(p, li++);
-		else
-			validate_backend(p, bi++);
-	}
+	qsort(v, n, sizeof(*v), vitem_cmp);
+	for (size_t i = 0; i < n && p->err_line < 0; i++)
+		v[i].fn(p, v[i].i);
+	free(v);
 	if (c->nlisteners == 0)
 		set_err(p, 0, "no [listener NAME] section (at least one is required)");
 	if (c->nbackends == 0)
@@ -1200,6 +1382,17 @@ config_free(struct config *c)
 		free(c->backends[i].tls_ca);
 	}
 	free(c->backends);
+	if (c->assets_free)
+		c->assets_free(c->assets);
+	free(c->tls.def.certificate);
+	free(c->tls.def.key);
+	for (unsigned i = 0; i < c->tls.nsites; i++) {
+		free(c->tls.sites[i].name);
+		free(c->tls.sites[i].certificate);
+		free(c->tls.sites[i].key);
+	}
+	free(c->tls.sites);
+	free(c->auth.users);
 	free(c->redis.password);
 	free(c->redis.key_prefix);
 	cidr_list_free(&c->access.allow);
@@ -1238,6 +1431,9 @@ config_new(const char *path)
 	c->redis.timeout_ms = 100;
 	c->redis.on_failure_tempfail = 0;
 	c->limits.ipv6_prefix = 64;
+	c->tls.protocols = CFG_TLS_V12 | CFG_TLS_V13;
+	c->tls.session_tickets = 1;
+	c->auth.mechanisms = CFG_AUTH_PLAIN | CFG_AUTH_LOGIN;
 	c->refs = 1;
 	return c;
 }

@@ -51,6 +51,35 @@ struct cfg_backend {
 	enum cfg_forward forward_client;	/* default none */
 };
 
+/* [tls] (the default certificate) or [tls HOSTNAME] (chosen by SNI). */
+struct cfg_tls_site {
+	char *name;			/* NULL for [tls]; lower-case host, may start with "*." */
+	int line;			/* section header */
+	char *certificate;		/* PEM chain, leaf first (required) */
+	char *key;			/* PEM private key (required) */
+	int keyline[2];			/* lines of certificate and key, 0 = absent */
+};
+
+#define CFG_TLS_V12 1u
+#define CFG_TLS_V13 2u
+struct cfg_tls_server {
+	int enabled;			/* [tls] is present */
+	struct cfg_tls_site def;
+	unsigned protocols;		/* CFG_TLS_V12 | CFG_TLS_V13 (default both) */
+	int session_tickets;		/* default yes */
+	struct cfg_tls_site *sites;	/* [tls HOSTNAME] sections */
+	unsigned nsites;
+};
+
+#define CFG_AUTH_PLAIN 1u
+#define CFG_AUTH_LOGIN 2u
+struct cfg_auth {
+	int enabled;			/* [auth] is present */
+	char *users;			/* "name:crypt-hash" file (required) */
+	int users_line;
+	unsigned mechanisms;		/* CFG_AUTH_PLAIN | CFG_AUTH_LOGIN (default both) */
+};
+
 /* [redis]: absent = the embedded in-process store. */
 struct cfg_redis {
 	int enabled;			/* the section is present */
@@ -104,9 +133,18 @@ struct config {
 	struct cfg_backend *backends;	/* at least one */
 	unsigned nbackends;
 
+	struct cfg_tls_server tls;
+	struct cfg_auth auth;
 	struct cfg_redis redis;
 	struct cfg_limits limits;
 	struct cfg_access access;
+
+	/*
+	 * What the snapshot needs built from its files (TLS contexts, the
+	 * users table): attached by the program, freed with the snapshot.
+	 */
+	void *assets;
+	void (*assets_free)(void *assets);
 
 	int refs;			/* atomic; see config_ref */
 };

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "assets.h"
 #include "backend.h"
 #include "envelope.h"
 #include "log.h"
@@ -44,6 +45,7 @@ static void blink_on_eof(struct conn *c, int err);
 static void blink_on_connect(struct conn *c, int res);
 static void blink_on_closed(struct conn *c);
 static void blink_on_drain(struct conn *c);
+static void blink_on_tls(struct conn *c, int err);
 static void blink_timeout(struct timer *t);
 static void acquire_next(struct bacquire *a);
 static void pool_link_available(struct bpool *p, struct blink *l);
@@ -70,6 +72,7 @@ static const struct conn_ops blink_ops = {
 	.on_connect = blink_on_connect,
 	.on_closed = blink_on_closed,
 	.on_drain = blink_on_drain,
+	.on_tls = blink_on_tls,
 };
 
 static void
@@ -90,6 +93,14 @@ bpool_configure(struct bpool *p, const struct cfg_backend *b, const struct confi
 	p->max_conns = b->max_connections ? b->max_connections : 100;
 	p->reply_timeout_ms = cfg->timeout_command_ms;
 	p->data_timeout_ms = cfg->timeout_data_ms;
+	/* The context belongs to cfg's assets; the worker holds cfg while p uses it. */
+	p->tls = NULL;
+	if (b->tls && cfg->assets) {
+		const struct assets *as = assets_of(cfg);
+		size_t i = (size_t)(b - cfg->backends);
+		if (i < as->nbackends)
+			p->tls = as->backend_tls[i];
+	}
 }
 
 struct bpool *
@@ -227,6 +238,8 @@ blink_on_eof(struct conn *c, int err)
 	case BL_CONNECTING:
 	case BL_GREETING:
 	case BL_EHLO:
+	case BL_STARTTLS:
+	case BL_HANDSHAKE:
 		blink_setup_failed(l, err ? strerror(-err) : "connection closed");
 		break;
 	case BL_IDLE:
@@ -269,6 +282,8 @@ blink_timeout(struct timer *t)
 	case BL_CONNECTING:
 	case BL_GREETING:
 	case BL_EHLO:
+	case BL_STARTTLS:
+	case BL_HANDSHAKE:
 		blink_setup_failed(l, "timeout");
 		break;
 	case BL_BUSY:
@@ -309,6 +324,7 @@ blink_parse_caps(struct blink *l)
 			else if (KW("SMTPUTF8")) l->caps |= BCAP_SMTPUTF8;
 			else if (KW("DSN")) l->caps |= BCAP_DSN;
 			else if (KW("ENHANCEDSTATUSCODES")) l->caps |= BCAP_ENHANCED;
+			else if (KW("STARTTLS")) l->caps |= BCAP_STARTTLS;
 			else if (KW("XFORWARD")) {
 				l->caps |= BCAP_XFORWARD;
 				l->xforward_attrs = envelope_forward_attrs(kw + 8, n - 8);
@@ -355,9 +371,34 @@ blink_dispatch(struct blink *l, int code)
 			return -1;
 		}
 		blink_parse_caps(l);
+		if (l->pool->tls && !l->tls) {
+			/* Mail is never sent in clear to a backend configured for TLS. */
+			if (!(l->caps & BCAP_STARTTLS)) {
+				blink_setup_failed(l, "tls = starttls but the backend does not offer STARTTLS");
+				return -1;
+			}
+			l->state = BL_STARTTLS;
+			conn_write(&l->conn, "STARTTLS\r\n", 10);
+			conn_flush(&l->conn);
+			return 0;
+		}
 		l->pool->down_until_ms = 0;
 		pool_link_available(l->pool, l);
 		return 0;
+	case BL_STARTTLS:
+		if (code != 220) {
+			snprintf(line, sizeof(line), "STARTTLS refused with %d", code);
+			blink_setup_failed(l, line);
+			return -1;
+		}
+		/* Whatever followed the 220 in clear is dropped: only the handshake may come next. */
+		l->reply_len = l->line_start = 0;
+		l->state = BL_HANDSHAKE;
+		if (conn_tls_start(&l->conn, l->pool->tls, 0, NULL) < 0) {
+			blink_setup_failed(l, "cannot start TLS (out of memory)");
+			return -1;
+		}
+		return -1;
 	case BL_BUSY:
 		if (l->on_reply == NULL)
 			break;
@@ -386,6 +427,25 @@ blink_dispatch(struct blink *l, int code)
 	blink_set_timer(l, 0);
 	conn_close(&l->conn);
 	return -1;
+}
+
+static void
+blink_on_tls(struct conn *c, int err)
+{
+	struct blink *l = c->owner;
+	char why[160];
+
+	if (l->state != BL_HANDSHAKE)
+		return;
+	if (err) {
+		snprintf(why, sizeof(why), "TLS handshake: %s", conn_tls_error(c));
+		blink_setup_failed(l, why);
+		return;
+	}
+	l->tls = 1;
+	l->state = BL_EHLO;
+	conn_printf(&l->conn, "EHLO %s\r\n", l->pool->ehlo);
+	conn_flush(&l->conn);
 }
 
 static void

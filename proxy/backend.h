@@ -23,6 +23,7 @@ enum {
 	BCAP_ENHANCED = 1u << 5,
 	BCAP_XFORWARD = 1u << 6,
 	BCAP_XCLIENT = 1u << 7,
+	BCAP_STARTTLS = 1u << 8,
 };
 
 #define BREPLY_MAX 4096
@@ -44,7 +45,8 @@ typedef void blink_reply_fn(struct blink *l, void *owner, int code, const char *
 typedef void blink_ready_fn(void *owner, struct blink *l);
 
 enum blink_state {
-	BL_CONNECTING, BL_GREETING, BL_EHLO, BL_IDLE, BL_BUSY, BL_RSET, BL_CLOSED,
+	BL_CONNECTING, BL_GREETING, BL_EHLO, BL_STARTTLS, BL_HANDSHAKE,
+	BL_IDLE, BL_BUSY, BL_RSET, BL_CLOSED,
 };
 
 struct blink {
@@ -69,6 +71,7 @@ struct blink {
 	unsigned xforward_attrs;	/* FWD_* the backend lists after XFORWARD */
 	unsigned xclient_attrs;		/* ... and after XCLIENT */
 	int no_reuse;			/* XCLIENT changed its identity: close after use */
+	int tls;			/* STARTTLS done: EHLO again was under TLS */
 };
 
 struct bpool {
@@ -78,6 +81,7 @@ struct bpool {
 	char ehlo[256];			/* our name in EHLO (config hostname) */
 	unsigned weight, max_conns;
 	enum cfg_forward forward;	/* pass the real client: none | xclient | xforward */
+	struct tls_ctx *tls;		/* tls = starttls: the newest config's client context */
 	uint64_t reply_timeout_ms;	/* MAIL/RCPT/DATA replies */
 	uint64_t data_timeout_ms;	/* reply after the final dot */
 	int current_weight;		/* smooth weighted round robin */

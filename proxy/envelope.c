@@ -350,7 +350,7 @@ envelope_forward_line(const char *verb, unsigned attrs, const struct forward_inf
 size_t
 envelope_received(const struct received_info *ri, char *out, size_t outlen)
 {
-	char date[64], helo[128], rcpt[300];
+	char date[64], helo[128], rcpt[300], tls[200], auth[300];
 	struct tm tm;
 	int n;
 
@@ -361,12 +361,24 @@ envelope_received(const struct received_info *ri, char *out, size_t outlen)
 	for (char *c = helo; *c; c++)
 		if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '(' || *c == ')')
 			*c = '?';
-	rcpt[0] = '\0';
+	rcpt[0] = tls[0] = auth[0] = '\0';
 	if (ri->rcpt)
 		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", ri->rcpt);
+	/* As Postfix writes them, so tools that read its headers read ours. */
+	if (ri->tls_version)
+		snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)", ri->tls_version,
+			 ri->tls_cipher ? ri->tls_cipher : "unknown");
+	if (ri->auth_user) {
+		char user[256];
+		snprintf(user, sizeof(user), "%s", ri->auth_user);
+		for (char *c = user; *c; c++)
+			if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '(' || *c == ')')
+				*c = '?';
+		snprintf(auth, sizeof(auth), "\r\n\t(Authenticated sender: %s)", user);
+	}
 	n = snprintf(out, outlen,
-		     "Received: from %s (%s%s%s)\r\n\tby %s (mxgate) with %s id %s%s;\r\n\t%s\r\n",
-		     helo, strchr(ri->client_ip, ':') ? "[IPv6:" : "[", ri->client_ip, "]",
+		     "Received: from %s (%s%s%s)%s%s\r\n\tby %s (mxgate) with %s id %s%s;\r\n\t%s\r\n",
+		     helo, strchr(ri->client_ip, ':') ? "[IPv6:" : "[", ri->client_ip, "]", tls, auth,
 		     ri->hostname, ri->proto, ri->id, rcpt, date);
 	if (n < 0 || (size_t)n >= outlen)
 		return 0;

@@ -79,6 +79,9 @@ struct received_info {
 	const char *id;
 	const char *rcpt;	/* only with one recipient, else NULL */
 	time_t when;
+	const char *tls_version;	/* "TLSv1.3", or NULL without TLS */
+	const char *tls_cipher;
+	const char *auth_user;	/* authenticated login, or NULL */
 };
 /* RFC 5321 4.4 trace header, CRLF-terminated, folded lines. Returns length. */
 size_t envelope_received(const struct received_info *ri, char *out, size_t outlen);

@@ -12,10 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "assets.h"
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "offload.h"
 #include "store.h"
+#include "tls.h"
 #include "version.h"
 #include "worker.h"
 
@@ -51,13 +54,28 @@ raise_fd_limit(void)
 	}
 }
 
+/* The snapshot and what its files hold (certificates, users): both or neither. */
+static int
+load_config(const char *path, struct config **cfg, char *err, size_t errlen)
+{
+	if (config_load(path, cfg, err, errlen) < 0)
+		return -1;
+	if (assets_build(*cfg, err, errlen) < 0) {
+		config_unref(*cfg);
+		*cfg = NULL;
+		return -1;
+	}
+	return 0;
+}
+
 static void
 reload(const char *path, struct worker *workers, unsigned n)
 {
 	char err[1024];
 	struct config *cfg;
 
-	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+	/* A certificate or users file that cannot be used keeps the running snapshot too. */
+	if (load_config(path, &cfg, err, sizeof(err)) < 0) {
 		log_error("reload failed, the running configuration stays: %s", err);
 		return;
 	}
@@ -106,7 +124,7 @@ main(int argc, char **argv)
 			test_only = 1;
 			break;
 		case 'V':
-			printf("mxgate %s\n", MXGATE_VERSION);
+			printf("mxgate %s (%s)\n", MXGATE_VERSION, tls_library_info());
 			return 0;
 		case 'h':
 			usage(stdout);
@@ -120,13 +138,19 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 1;
 	}
-	if (config_load(path, &cfg, err, sizeof(err)) < 0) {
+	if (tls_global_init() < 0) {
+		fprintf(stderr, "mxgate: cannot initialise wolfSSL\n");
+		return 1;
+	}
+	if (load_config(path, &cfg, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
+		tls_global_cleanup();
 		return 1;
 	}
 	if (test_only) {
 		printf("%s: configuration OK\n", path);
 		config_unref(cfg);
+		tls_global_cleanup();
 		return 0;
 	}
 	apply_logging(cfg);
@@ -176,8 +200,8 @@ main(int argc, char **argv)
 	if (failed) {
 		stop_all(workers, n);
 	} else {
-		log_info("mxgate %s started: %u worker(s), %u listener(s), %u backend(s), config %s",
-			 MXGATE_VERSION, n, cfg->nlisteners, cfg->nbackends, path);
+		log_info("mxgate %s started: %u worker(s), %u listener(s), %u backend(s), config %s, %s",
+			 MXGATE_VERSION, n, cfg->nlisteners, cfg->nbackends, path, tls_library_info());
 		for (;;) {
 			int sig = sigwaitinfo(&set, NULL);
 
@@ -199,7 +223,9 @@ main(int argc, char **argv)
 	}
 	free(workers);
 	store_shared_free(shared);
+	offload_pool_stop();
 	config_unref(cfg);
+	tls_global_cleanup();
 	log_info("mxgate stopped");
 	return failed ? 1 : 0;
 }

@@ -156,6 +156,12 @@ policy_rcpt(struct session *s, policy_done_fn *done)
 }
 
 void
+policy_auth_failure(struct session *s, policy_done_fn *done)
+{
+	policy_rate(s, "authf", &s->cfg->limits.auth_failure_rate, done);
+}
+
+void
 policy_session_end(struct session *s)
 {
 	s->policy_done = NULL;

@@ -23,6 +23,8 @@ typedef void policy_done_fn(struct session *s, enum policy_verdict v);
 void policy_connect(struct session *s, policy_done_fn *done);
 void policy_mail(struct session *s, policy_done_fn *done);
 void policy_rcpt(struct session *s, policy_done_fn *done);
+/* An AUTH attempt failed: counted against auth_failure_rate (LIMITED once exceeded). */
+void policy_auth_failure(struct session *s, policy_done_fn *done);
 /* The session ends: its concurrency lease is released, late answers dropped. */
 void policy_session_end(struct session *s);
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include "config.h"
@@ -30,9 +31,13 @@
 #include "proxy_proto.h"
 #include "log.h"
 #include "session.h"
+#include "session_int.h"
 #include "smtp_parse.h"
+#include "tls.h"
+#include "assets.h"
 #include "worker.h"
 
+#define AUTH_LINE_MAX 4096		/* see line_max() */
 #define IN_PAUSE_AT 16384		/* stop reading commands while this much waits */
 #define OUT_PAUSE_AT 65536		/* a client that does not read its replies is not read either */
 #ifndef DATA_HIGH_WATER
@@ -42,17 +47,17 @@
 #define DATA_MAX_SEGS 16
 #endif
 #define DRAIN_LINGER_MS 1000
+#define TLS_HANDSHAKE_MS 30000	/* a handshake stalled this long is dropped */
 #define PROXY_AUTO_WAIT_MS 300	/* proxy_protocol = auto: a direct client sends nothing before the greeting */
 
 enum link_end { LINK_CLEAN, LINK_DIRTY, LINK_ABORT };
 
-static void session_process(struct session *s);
-static void session_close(struct session *s, const char *reason);
 static void session_data(struct session *s, const char *data, size_t len, int bid);
 static void on_recv(struct conn *c, char *data, size_t len, int bid);
 static void on_eof(struct conn *c, int err);
 static void on_closed(struct conn *c);
 static void on_drain(struct conn *c);
+static void on_tls(struct conn *c, int err);
 static void session_timeout(struct timer *t);
 static void session_connected(struct session *s);
 static void proxy_header(struct session *s);
@@ -62,10 +67,11 @@ static const struct conn_ops session_ops = {
 	.on_eof = on_eof,
 	.on_closed = on_closed,
 	.on_drain = on_drain,
+	.on_tls = on_tls,
 };
 
-static void
-reply(struct session *s, const char *fmt, ...)
+void
+session_reply(struct session *s, const char *fmt, ...)
 {
 	char buf[1024];
 	va_list ap;
@@ -84,21 +90,21 @@ reply(struct session *s, const char *fmt, ...)
 }
 
 /* A client mistake: counted, and past max_errors the session ends. */
-static void
-reply_error(struct session *s, const char *fmt, ...)
+void
+session_reply_error(struct session *s, const char *fmt, ...)
 {
 	char buf[512];
 	va_list ap;
 
 	if (++s->errors > s->cfg->max_errors) {
-		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
 		session_close(s, "too many errors");
 		return;
 	}
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	reply(s, "%s", buf);
+	session_reply(s, "%s", buf);
 }
 
 static void
@@ -108,7 +114,7 @@ relay_reply(struct session *s, const char *text, size_t len, int code)
 	size_t n = envelope_clean_reply(text, len, out, sizeof(out));
 
 	if (n == 0) {
-		reply(s, "%d %s", code, code >= 500 ? "5.5.0 Error" : code >= 400 ? "4.0.0 Error" : "2.0.0 Ok");
+		session_reply(s, "%d %s", code, code >= 500 ? "5.5.0 Error" : code >= 400 ? "4.0.0 Error" : "2.0.0 Ok");
 		return;
 	}
 	conn_write(&s->conn, out, n);
@@ -139,6 +145,17 @@ in_append(struct session *s, const char *data, size_t len)
 	}
 	memcpy(s->in + s->in_len, data, len);
 	s->in_len += len;
+}
+
+/* RFC 3848 protocol names: ESMTP, plus S under TLS, plus A when authenticated. */
+static const char *
+session_proto(const struct session *s)
+{
+	static const char *const names[2][2][2] = {
+		{ { "SMTP", "SMTPA" }, { "SMTPS", "SMTPSA" } },
+		{ { "ESMTP", "ESMTPA" }, { "ESMTPS", "ESMTPSA" } },
+	};
+	return names[s->esmtp != 0][s->tls != 0][s->auth_user[0] != 0];
 }
 
 /* ---- transaction ---- */
@@ -173,8 +190,8 @@ txn_end(struct session *s, enum link_end how)
 }
 
 /* After an answer from a backend: back to reading commands. */
-static void
-resume_commands(struct session *s)
+void
+session_resume_commands(struct session *s)
 {
 	if (s->phase == PH_CLOSING)
 		return;
@@ -191,10 +208,10 @@ on_final_reply(struct blink *l, void *owner, int code, const char *text, size_t 
 	(void)l;
 	if (code < 0) {
 		s->tx.link = NULL;
-		reply(s, "451 4.4.2 Error: backend failed before accepting the message; try again later");
+		session_reply(s, "451 4.4.2 Error: backend failed before accepting the message; try again later");
 		txn_log(s, "tempfail", "backend failed after end of data");
 		txn_end(s, LINK_ABORT);
-		resume_commands(s);
+		session_resume_commands(s);
 		return;
 	}
 	relay_reply(s, text, len, code);
@@ -209,7 +226,7 @@ on_final_reply(struct blink *l, void *owner, int code, const char *text, size_t 
 		s->messages++;
 	txn_log(s, code < 300 ? "sent" : code < 500 ? "deferred" : "bounced", first);
 	txn_end(s, LINK_CLEAN);
-	resume_commands(s);
+	session_resume_commands(s);
 }
 
 static void
@@ -246,14 +263,17 @@ data_begin(struct session *s)
 	size_t n;
 
 	s->phase = PH_DATA;
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	conn_flush(&s->conn);
 	data_scan_init(&t->scan, DATA_LINE_MAX);
 	memset(&ri, 0, sizeof(ri));
 	ri.helo = s->helo_name;
 	ri.client_ip = s->peer_ip;
 	ri.hostname = s->cfg->hostname;
-	ri.proto = s->esmtp ? "ESMTP" : "SMTP";
+	ri.proto = session_proto(s);
+	ri.tls_version = conn_tls_version(&s->conn);
+	ri.tls_cipher = conn_tls_cipher(&s->conn);
+	ri.auth_user = s->auth_user[0] ? s->auth_user : NULL;
 	ri.id = t->id;
 	ri.rcpt = t->rcpts_ok == 1 ? t->first_rcpt : NULL;
 	ri.when = time(NULL);
@@ -282,19 +302,19 @@ data_refuse(struct session *s)
 	switch (t->refused) {
 	case DR_SMUGGLE:
 		if (t->scan.flags & (DATA_FLAG_BARE_LF | DATA_FLAG_BARE_CR | DATA_FLAG_NUL)) {
-			reply(s, "550 5.6.0 Error: message refused: bare CR, bare LF or NUL in data (RFC 5321 2.3.8)");
+			session_reply(s, "550 5.6.0 Error: message refused: bare CR, bare LF or NUL in data (RFC 5321 2.3.8)");
 			txn_log(s, "refused", "bare CR/LF or NUL in data");
 		} else {
-			reply(s, "550 5.6.0 Error: message refused: text line longer than 1000 octets");
+			session_reply(s, "550 5.6.0 Error: message refused: text line longer than 1000 octets");
 			txn_log(s, "refused", "line too long");
 		}
 		break;
 	case DR_SIZE:
-		reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
+		session_reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
 		txn_log(s, "refused", "message too big");
 		break;
 	default:
-		reply(s, "451 4.4.2 Error: backend failed during DATA; message not accepted, try again later");
+		session_reply(s, "451 4.4.2 Error: backend failed during DATA; message not accepted, try again later");
 		txn_log(s, "tempfail", "backend failed during data");
 		break;
 	}
@@ -360,7 +380,7 @@ session_data(struct session *s, const char *data, size_t len, int bid)
 		return;
 	}
 	data_refuse(s);
-	resume_commands(s);
+	session_resume_commands(s);
 }
 
 static void
@@ -371,7 +391,7 @@ on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size
 	(void)l;
 	if (code < 0) {
 		s->tx.link = NULL;
-		reply(s, "451 4.4.2 Error: backend connection lost; try again later");
+		session_reply(s, "451 4.4.2 Error: backend connection lost; try again later");
 		txn_end(s, LINK_ABORT);
 	} else if (code == 354) {
 		data_begin(s);
@@ -380,7 +400,7 @@ on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size
 		relay_reply(s, text, len, code);
 		txn_end(s, LINK_DIRTY);
 	}
-	resume_commands(s);
+	session_resume_commands(s);
 }
 
 static void
@@ -391,7 +411,7 @@ on_rcpt_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 	(void)l;
 	if (code < 0) {
 		s->tx.link = NULL;
-		reply(s, "451 4.4.2 Error: backend connection lost; try again later");
+		session_reply(s, "451 4.4.2 Error: backend connection lost; try again later");
 		txn_log(s, "tempfail", "backend lost at RCPT");
 		txn_end(s, LINK_ABORT);
 	} else {
@@ -401,7 +421,7 @@ on_rcpt_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 		else if (s->tx.rcpts_ok == 0)
 			s->tx.first_rcpt[0] = '\0';
 	}
-	resume_commands(s);
+	session_resume_commands(s);
 }
 
 static void link_ready(void *owner, struct blink *l);
@@ -418,9 +438,9 @@ on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 			s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
 			return;
 		}
-		reply(s, "451 4.4.1 Error: no backend available; try again later");
+		session_reply(s, "451 4.4.1 Error: no backend available; try again later");
 		txn_end(s, LINK_ABORT);
-		resume_commands(s);
+		session_resume_commands(s);
 		return;
 	}
 	relay_reply(s, text, len, code);
@@ -431,7 +451,7 @@ on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 		s->tx.link = NULL;
 		txn_end(s, LINK_CLEAN);
 	}
-	resume_commands(s);
+	session_resume_commands(s);
 }
 
 static void
@@ -489,7 +509,7 @@ forward_client(struct session *s, struct blink *l)
 {
 	struct forward_info fi = {
 		.addr = s->peer_ip, .port = s->peer_port, .helo = s->helo_name,
-		.proto = s->esmtp ? "ESMTP" : "SMTP", .login = NULL,
+		.proto = session_proto(s), .login = s->auth_user[0] ? s->auth_user : NULL,
 	};
 	char line[SMTP_LINE_MAX];
 	int n = -1;
@@ -514,10 +534,10 @@ link_ready(void *owner, struct blink *l)
 
 	s->tx.acq = NULL;
 	if (l == NULL) {
-		reply(s, "451 4.4.1 Error: no backend available; try again later");
+		session_reply(s, "451 4.4.1 Error: no backend available; try again later");
 		log_warn("conn=%s client=%s no backend reachable for MAIL", s->id, s->peer_str);
 		txn_end(s, LINK_CLEAN);
-		resume_commands(s);
+		session_resume_commands(s);
 		return;
 	}
 	s->tx.link = l;
@@ -533,12 +553,12 @@ mail_checked(struct session *s, enum policy_verdict v)
 {
 	if (v != POLICY_OK) {
 		if (v == POLICY_LIMITED)
-			reply(s, "451 4.7.1 Error: too many messages from %s; try again later", s->peer_ip);
+			session_reply(s, "451 4.7.1 Error: too many messages from %s; try again later", s->peer_ip);
 		else
-			reply(s, "451 4.7.1 Error: cannot check the message rate now; try again later");
+			session_reply(s, "451 4.7.1 Error: cannot check the message rate now; try again later");
 		txn_log(s, "tempfail", v == POLICY_LIMITED ? "message rate" : "store failure");
 		txn_end(s, LINK_CLEAN);
-		resume_commands(s);
+		session_resume_commands(s);
 		return;
 	}
 	s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
@@ -551,12 +571,12 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 
 	if (v != POLICY_OK) {
 		if (v == POLICY_LIMITED)
-			reply(s, "451 4.7.1 Error: too many recipients from %s; try again later", s->peer_ip);
+			session_reply(s, "451 4.7.1 Error: too many recipients from %s; try again later", s->peer_ip);
 		else
-			reply(s, "451 4.7.1 Error: cannot check the recipient rate now; try again later");
+			session_reply(s, "451 4.7.1 Error: cannot check the recipient rate now; try again later");
 		if (t->rcpts_ok == 0)
 			t->first_rcpt[0] = '\0';
-		resume_commands(s);
+		session_resume_commands(s);
 		return;
 	}
 	blink_command(t->link, t->rcpt_line, t->rcpt_len, on_rcpt_reply, s, 0);
@@ -588,19 +608,24 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd)
 	s->esmtp = cmd->verb == SMTP_EHLO;
 	s->dsn = 0;
 	if (!s->esmtp) {
-		reply(s, "250 %s", s->cfg->hostname);
+		session_reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	reply(s, "250-%s", s->cfg->hostname);
-	reply(s, "250-PIPELINING");
-	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
-	reply(s, "250-8BITMIME");
-	reply(s, "250-SMTPUTF8");
+	session_reply(s, "250-%s", s->cfg->hostname);
+	session_reply(s, "250-PIPELINING");
+	session_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+	session_reply(s, "250-8BITMIME");
+	session_reply(s, "250-SMTPUTF8");
 	/* What EHLO offered is what MAIL and RCPT accept for the rest of the session. */
 	s->dsn = dsn_offered(s);
 	if (s->dsn)
-		reply(s, "250-DSN");
-	reply(s, "250 ENHANCEDSTATUSCODES");
+		session_reply(s, "250-DSN");
+	if (s->lst->tls == CFG_TLS_STARTTLS && !s->tls)
+		session_reply(s, "250-STARTTLS");
+	/* RFC 8314 / Postfix smtpd_tls_auth_only: no password ever crosses in clear. */
+	if (s->cfg->auth.enabled && s->tls && !s->auth_user[0])
+		session_reply(s, "250-AUTH %s", session_auth_mechs(s));
+	session_reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
 static void
@@ -611,20 +636,28 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	int n;
 
 	if (!s->helo) {
-		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		session_reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
 	}
 	if (t->active) {
-		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		session_reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (s->lst->require_tls && !s->tls) {
+		session_reply_error(s, "530 5.7.0 Must issue a STARTTLS command first");
+		return;
+	}
+	if (s->lst->mode == CFG_MODE_SUBMISSION && !s->auth_user[0]) {
+		session_reply_error(s, "530 5.7.0 Authentication required");
 		return;
 	}
 	n = envelope_mail(cmd, s->cfg->max_message_size, s->dsn, t->mail_line,
 			  sizeof(t->mail_line), &v);
 	if (n < 0) {
 		if (v.code == 552)
-			reply(s, "552 %s", v.text);
+			session_reply(s, "552 %s", v.text);
 		else
-			reply_error(s, "%d %s", v.code, v.text);
+			session_reply_error(s, "%d %s", v.code, v.text);
 		return;
 	}
 	t->mail_len = (size_t)n;
@@ -647,27 +680,28 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	int n;
 
 	if (!t->active) {
-		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		session_reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (t->rcpts_ok >= s->cfg->max_recipients) {
-		reply(s, "452 4.5.3 Error: too many recipients");
+		session_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
-	if (s->lst->mode == CFG_MODE_RELAY && !s->lst->relay_any) {
+	/* An authenticated client may relay anywhere (as Postfix's permit_sasl_authenticated). */
+	if (s->lst->mode == CFG_MODE_RELAY && !s->lst->relay_any && !s->auth_user[0]) {
 		struct slice d = envelope_domain(cmd->path);
 
 		/* A domain-less <postmaster> is always accepted (RFC 5321 4.5.1). */
 		if (d.len && !envelope_domain_listed(d, s->lst->relay_domains, s->lst->nrelay_domains)) {
 			char esc[300];
-			reply(s, "554 5.7.1 <%s>: Relay access denied",
+			session_reply(s, "554 5.7.1 <%s>: Relay access denied",
 			      log_escape(esc, sizeof(esc), cmd->path.p, cmd->path.len));
 			return;
 		}
 	}
 	n = envelope_rcpt(cmd, s->dsn, line, sizeof(line), &v);
 	if (n < 0) {
-		reply_error(s, "%d %s", v.code, v.text);
+		session_reply_error(s, "%d %s", v.code, v.text);
 		return;
 	}
 	t->rcpts_tried++;
@@ -687,11 +721,11 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
 	if (!s->tx.active) {
-		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		session_reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
 	if (s->tx.rcpts_ok == 0) {
-		reply_error(s, "503 5.5.1 Error: need RCPT command");
+		session_reply_error(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
 	s->phase = PH_WAIT;
@@ -703,21 +737,21 @@ cmd_rset(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
 	txn_end(s, LINK_DIRTY);
-	reply(s, "250 2.0.0 Ok");
+	session_reply(s, "250 2.0.0 Ok");
 }
 
 static void
 cmd_noop(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	reply(s, "250 2.0.0 Ok");
+	session_reply(s, "250 2.0.0 Ok");
 }
 
 static void
 cmd_quit(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	reply(s, "221 2.0.0 Bye");
+	session_reply(s, "221 2.0.0 Bye");
 	session_close(s, "quit");
 }
 
@@ -726,28 +760,57 @@ cmd_vrfy(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
 	/* RFC 5321 3.5.3: 252 when the address cannot be checked but will be tried. */
-	reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+	session_reply(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
 }
 
 static void
 cmd_expn(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	reply(s, "502 5.5.1 Error: EXPN not supported");
+	session_reply(s, "502 5.5.1 Error: EXPN not supported");
 }
 
 static void
 cmd_help(struct session *s, const struct smtp_cmd *cmd)
 {
 	(void)cmd;
-	reply(s, "214-2.0.0 Commands supported:");
-	reply(s, "214 2.0.0 HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
+	session_reply(s, "214-2.0.0 Commands supported:");
+	session_reply(s, "214 2.0.0 HELO EHLO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP");
 }
 
 static void
 cmd_not_implemented(struct session *s, const struct smtp_cmd *cmd)
 {
-	reply_error(s, "502 5.5.1 Error: %s not implemented", smtp_verb_name(cmd->verb));
+	session_reply_error(s, "502 5.5.1 Error: %s not implemented", smtp_verb_name(cmd->verb));
+}
+
+/* RFC 3207. The 220 goes out in clear; everything after it is TLS. */
+static void
+cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
+{
+	if (s->lst->tls != CFG_TLS_STARTTLS) {
+		session_reply_error(s, "502 5.5.1 Error: command not implemented");
+		return;
+	}
+	if (s->tls) {
+		session_reply_error(s, "554 5.5.1 Error: TLS already active");
+		return;
+	}
+	if (cmd->arg.len) {
+		session_reply_error(s, "501 5.5.4 Syntax: STARTTLS");
+		return;
+	}
+	txn_end(s, LINK_DIRTY);
+	session_reply(s, "220 2.0.0 Ready to start TLS");
+	if (conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL) < 0) {
+		log_error("conn=%s cannot start TLS (out of memory)", s->id);
+		session_close(s, "tls setup failed");
+		return;
+	}
+	conn_flush(&s->conn);
+	/* session_process drops whatever else the client sent with the command. */
+	s->phase = PH_TLS;
+	session_timer(s, MIN(s->cfg->timeout_command_ms, TLS_HANDSHAKE_MS));
 }
 
 typedef void cmd_fn(struct session *s, const struct smtp_cmd *cmd);
@@ -766,8 +829,8 @@ static cmd_fn *const cmd_table[SMTP_VERB_COUNT] = {
 	[SMTP_VRFY] = cmd_vrfy,
 	[SMTP_EXPN] = cmd_expn,
 	[SMTP_HELP] = cmd_help,
-	[SMTP_STARTTLS] = cmd_not_implemented,
-	[SMTP_AUTH] = cmd_not_implemented,
+	[SMTP_STARTTLS] = cmd_starttls,
+	[SMTP_AUTH] = session_auth_command,
 };
 
 static void
@@ -775,44 +838,63 @@ session_command(struct session *s, const char *line, size_t len)
 {
 	struct smtp_cmd cmd;
 	const char *why = NULL;
-	enum smtp_parse_status st = smtp_parse_line(line, len, &cmd, &why);
+	enum smtp_parse_status st;
+
+	if (s->auth_step) {
+		session_auth_line(s, line, len);
+		return;
+	}
+	st = smtp_parse_line(line, len, &cmd, &why);
 
 	if (s->w->stopping && !s->tx.active && !(st == SMTP_PARSE_OK && cmd.verb == SMTP_QUIT)) {
-		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 		session_close(s, "shutdown");
 		return;
 	}
 	if (s->denied && !(st == SMTP_PARSE_OK && cmd.verb == SMTP_QUIT)) {
 		/* RFC 5321 3.1: after a 554 greeting, 503 to everything but QUIT. */
-		reply_error(s, "503 5.5.1 Error: access denied, only QUIT is allowed");
+		session_reply_error(s, "503 5.5.1 Error: access denied, only QUIT is allowed");
 		return;
 	}
 	switch (st) {
 	case SMTP_PARSE_OK:
 		break;
 	case SMTP_PARSE_BAD_CHAR:
-		reply_error(s, "500 5.5.2 Error: bad character in command line");
+		session_reply_error(s, "500 5.5.2 Error: bad character in command line");
 		return;
 	case SMTP_PARSE_UNKNOWN:
-		reply_error(s, "500 5.5.2 Error: command not recognized");
+		session_reply_error(s, "500 5.5.2 Error: command not recognized");
 		return;
 	case SMTP_PARSE_SYNTAX:
 		if (cmd.verb == SMTP_MAIL)
-			reply_error(s, "501 5.1.7 %s", why ? why : "Bad sender address syntax");
+			session_reply_error(s, "501 5.1.7 %s", why ? why : "Bad sender address syntax");
 		else if (cmd.verb == SMTP_RCPT)
-			reply_error(s, "501 5.1.3 %s", why ? why : "Bad recipient address syntax");
+			session_reply_error(s, "501 5.1.3 %s", why ? why : "Bad recipient address syntax");
 		else
-			reply_error(s, "501 5.5.4 %s", why ? why : "Syntax error");
+			session_reply_error(s, "501 5.5.4 %s", why ? why : "Syntax error");
 		return;
 	}
 	if (cmd.verb >= SMTP_VERB_COUNT || cmd_table[cmd.verb] == NULL) {
-		reply_error(s, "500 5.5.2 Error: command not recognized");
+		session_reply_error(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
 	cmd_table[cmd.verb](s, &cmd);
 }
 
-static void
+/*
+ * RFC 4954 4: an AUTH command with its initial response, and the answers
+ * to 334, may be longer than other commands (12288 octets there; enough
+ * here for the longest name and password mxgate accepts, base64-encoded).
+ */
+static size_t
+line_max(const struct session *s, const char *p, size_t avail)
+{
+	if (s->auth_step || (avail >= 5 && strncasecmp(p, "AUTH ", 5) == 0))
+		return AUTH_LINE_MAX;
+	return SMTP_LINE_MAX;
+}
+
+void
 session_process(struct session *s)
 {
 	size_t off = 0;
@@ -821,14 +903,14 @@ session_process(struct session *s)
 		return;
 	s->processing = 1;
 	while (s->phase == PH_CMD && conn_queued(&s->conn) < OUT_PAUSE_AT) {
-		char line[SMTP_LINE_MAX + 1];
+		char line[AUTH_LINE_MAX + 1];
 		char *start = s->in + off;
 		char *nl = s->in_len > off ? memchr(start, '\n', s->in_len - off) : NULL;
-		size_t linelen, n;
+		size_t linelen, n, max = line_max(s, start, s->in_len - off);
 
 		if (nl == NULL) {
 			/* RFC 5321 4.5.3.1.4: 512 octets with CRLF; longer ones are dropped up to LF. */
-			if (s->in_len - off > SMTP_LINE_MAX - 1) {
+			if (s->in_len - off > max - 1) {
 				s->discarding = 1;
 				off = s->in_len;
 			}
@@ -840,14 +922,25 @@ session_process(struct session *s)
 		if (n && start[n - 1] == '\r')
 			n--;
 		/* Counted as if CRLF-terminated, whatever the client used. */
-		if (s->discarding || n + 2 > SMTP_LINE_MAX) {
+		if (s->discarding || n + 2 > max) {
 			s->discarding = 0;
-			reply_error(s, "500 5.5.2 Error: line too long");
+			session_reply_error(s, "500 5.5.2 Error: line too long");
 			continue;
 		}
 		memcpy(line, start, n);
 		line[n] = '\0';
 		session_command(s, line, n);
+	}
+	if (s->phase == PH_TLS) {
+		/*
+		 * STARTTLS injection (CVE-2011-0411): text sent in clear after
+		 * the command must never run as if it came under TLS.
+		 */
+		if (s->in_len > off)
+			log_warn("conn=%s client=%s discarded %zu bytes sent after STARTTLS",
+				 s->id, s->peer_str, s->in_len - off);
+		s->in_len = 0;
+		off = 0;
 	}
 	/* Keep what was not consumed (the next lines of a pipelined group, or a partial line). */
 	if (off) {
@@ -910,6 +1003,7 @@ on_recv(struct conn *c, char *data, size_t len, int bid)
 		if (s->in_len > IN_PAUSE_AT)
 			conn_recv_pause(c);
 		break;
+	case PH_TLS:		/* the conn hands nothing over before the handshake ends */
 	case PH_CLOSING:
 		break;
 	}
@@ -947,7 +1041,7 @@ on_eof(struct conn *c, int err)
 	conn_close(c);
 }
 
-static void
+void
 session_close(struct session *s, const char *reason)
 {
 	if (s->phase == PH_CLOSING)
@@ -977,8 +1071,12 @@ on_closed(struct conn *c)
 	timer_cancel(&s->w->ring.timers, &s->timer);
 	policy_session_end(s);
 	worker_session_del(s->w, s);
-	config_unref(s->cfg);
 	free(s->in);
+	s->in = NULL;
+	/* A password check on the offload pool still points here: it frees s when done. */
+	if (session_auth_defer_free(s))
+		return;
+	config_unref(s->cfg);
 	free(s);
 }
 
@@ -988,13 +1086,20 @@ session_timeout(struct timer *t)
 	struct session *s = container_of(t, struct session, timer);
 
 	if (s->w->stopping && s->phase == PH_CMD && !s->tx.active) {
-		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 		session_close(s, "shutdown");
 		return;
 	}
 	if (s->phase == PH_PROXY && s->proxy_auto && s->in_len == 0) {
 		/* No header came: a direct client waiting for the greeting. */
 		session_connected(s);
+		return;
+	}
+	if (s->phase == PH_TLS) {
+		log_info("conn=%s client=%s TLS handshake timeout", s->id, s->peer_str);
+		s->phase = PH_CMD;
+		session_close(s, "tls timeout");
+		conn_close(&s->conn);	/* nothing can be said outside the handshake */
 		return;
 	}
 	if (s->phase == PH_PROXY || s->phase == PH_POLICY) {
@@ -1005,31 +1110,32 @@ session_timeout(struct timer *t)
 	}
 	if (s->phase == PH_DATA && s->tx.id[0])
 		txn_log(s, "aborted", "data timeout");
-	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	session_reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	session_close(s, "timeout");
 }
 
 static void
 connect_checked(struct session *s, enum policy_verdict v)
 {
+	s->greeted = 1;
 	switch (v) {
 	case POLICY_OK:
-		reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
+		session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
 		break;
 	case POLICY_DENIED:
 		log_info("conn=%s client=%s denied by [access]", s->id, s->peer_str);
-		reply(s, "554 5.7.1 %s Error: %s: client host rejected: access denied",
+		session_reply(s, "554 5.7.1 %s Error: %s: client host rejected: access denied",
 		      s->cfg->hostname, s->peer_ip);
 		break;
 	case POLICY_LIMITED:
 		log_info("conn=%s client=%s refused: connection rate or concurrency limit", s->id, s->peer_str);
-		reply(s, "421 4.7.0 %s Error: too many connections from %s; try again later",
+		session_reply(s, "421 4.7.0 %s Error: too many connections from %s; try again later",
 		      s->cfg->hostname, s->peer_ip);
 		s->phase = PH_CMD;
 		session_close(s, "limit");
 		return;
 	case POLICY_TEMPFAIL:
-		reply(s, "421 4.7.0 %s Error: cannot check connection limits now; try again later",
+		session_reply(s, "421 4.7.0 %s Error: cannot check connection limits now; try again later",
 		      s->cfg->hostname);
 		s->phase = PH_CMD;
 		session_close(s, "store failure");
@@ -1039,10 +1145,57 @@ connect_checked(struct session *s, enum policy_verdict v)
 	session_process(s);
 }
 
+static void
+on_tls(struct conn *c, int err)
+{
+	struct session *s = c->owner;
+	const char *sni;
+
+	if (s->phase != PH_TLS)
+		return;
+	if (err) {
+		log_info("conn=%s client=%s TLS handshake failed: %s", s->id, s->peer_str,
+			 conn_tls_error(c));
+		s->phase = PH_CMD;
+		session_close(s, "tls handshake failed");
+		conn_close(c);
+		return;
+	}
+	s->tls = 1;
+	sni = conn_tls_sni(c);
+	log_info("conn=%s client=%s tls=%s cipher=%s resumed=%s sni=%s", s->id, s->peer_str,
+		 conn_tls_version(c), conn_tls_cipher(c), conn_tls_resumed(c) ? "yes" : "no",
+		 sni ? sni : "-");
+	if (!s->greeted) {
+		session_connected(s);
+		return;
+	}
+	/* RFC 3207 4.2: forget what was said in clear; the client must EHLO again. */
+	s->helo = s->esmtp = s->dsn = 0;
+	s->helo_name[0] = '\0';
+	s->in_len = 0;
+	s->phase = PH_CMD;
+	session_process(s);
+}
+
 /* The client is known (peer or PROXY header): run the connect checks, then greet. */
 static void
 session_connected(struct session *s)
 {
+	if (s->lst->tls == CFG_TLS_IMPLICIT && !s->tls) {
+		/* RFC 8314: the handshake comes first; a PROXY header's leftovers are its start. */
+		if (conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL) < 0 ||
+		    (s->in_len && conn_tls_push_input(&s->conn, s->in, s->in_len) < 0)) {
+			log_error("conn=%s cannot start TLS (out of memory)", s->id);
+			s->phase = PH_CMD;
+			session_close(s, "tls setup failed");
+			return;
+		}
+		s->in_len = 0;
+		s->phase = PH_TLS;
+		session_timer(s, MIN(s->cfg->timeout_command_ms, TLS_HANDSHAKE_MS));
+		return;
+	}
 	s->phase = PH_POLICY;
 	session_timer(s, s->cfg->timeout_command_ms);
 	policy_connect(s, connect_checked);
@@ -1132,12 +1285,12 @@ session_new(struct worker *w, int fd, const struct net_addr *peer,
 void
 session_shutdown(struct session *s)
 {
-	if (s->phase == PH_PROXY || s->phase == PH_POLICY) {
+	if (s->phase == PH_PROXY || s->phase == PH_POLICY || s->phase == PH_TLS) {
 		session_close(s, "shutdown");
 		return;
 	}
 	if (s->phase == PH_CMD && !s->tx.active && s->in_len == 0) {
-		reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+		session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 		session_close(s, "shutdown");
 	}
 }
@@ -1151,6 +1304,6 @@ session_kill(struct session *s)
 	}
 	if (s->phase == PH_DATA && s->tx.id[0])
 		txn_log(s, "aborted", "shutdown");
-	reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
+	session_reply(s, "421 4.3.2 %s Service shutting down, closing transmission channel", s->cfg->hostname);
 	session_close(s, "shutdown");
 }

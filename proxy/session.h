@@ -20,6 +20,7 @@ struct worker;
 
 enum session_phase {
 	PH_PROXY,	/* reading the PROXY protocol header */
+	PH_TLS,		/* TLS handshake (implicit TLS, or after STARTTLS) */
 	PH_POLICY,	/* connect checks pending, no greeting yet */
 	PH_CMD,		/* reading and answering commands */
 	PH_WAIT,	/* a command waits for a backend (link or reply) */
@@ -87,6 +88,13 @@ struct session {
 	int processing;			/* guard against re-entering the command loop */
 	int out_blocked;		/* replies piled up unread: input waits */
 	int proxy_auto;			/* proxy_protocol = auto: no header is also fine */
+	int greeted;			/* the 220 greeting went out */
+	int tls;			/* TLS is up (implicit, or after STARTTLS) */
+	/* AUTH (RFC 4954) */
+	int auth_step;			/* enum auth_step: waiting for a 334 answer, or checking */
+	struct auth_job *auth_job;	/* a password check on the offload pool */
+	char auth_user[256];		/* the authenticated login, "" = none */
+	unsigned auth_failures;
 	struct txn tx;
 };
 

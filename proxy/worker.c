@@ -19,6 +19,7 @@
 #include "session.h"
 #include "store.h"
 #include "worker.h"
+#include "offload.h"
 
 #define WORKER_RING_ENTRIES 2048
 /*
@@ -290,7 +291,12 @@ worker_main(void *arg)
 	}
 	w->evfd = eventfd(0, EFD_CLOEXEC);
 	w->ev_op.cb = worker_ev_done;
-	if (w->evfd < 0 || worker_listeners_sync(w, w->init_err, sizeof(w->init_err)) < 0) {
+	w->offload = offload_q_new(&w->ring);
+	if (w->offload == NULL) {
+		snprintf(w->init_err, sizeof(w->init_err), "offload queue: %s", strerror(errno));
+		w->init_status = -1;
+		sem_post(w->started);
+	} else if (w->evfd < 0 || worker_listeners_sync(w, w->init_err, sizeof(w->init_err)) < 0) {
 		if (w->evfd < 0)
 			snprintf(w->init_err, sizeof(w->init_err), "eventfd: %s", strerror(errno));
 		w->init_status = -1;
@@ -305,6 +311,9 @@ worker_main(void *arg)
 	if (w->evfd >= 0)
 		worker_ev_arm(w);
 	ring_run(&w->ring, worker_turn, w);
+	/* Before the store: a last password check's completion may still use the session's state. */
+	w->exiting = 1;
+	offload_q_free(w->offload);
 	if (w->store)
 		store_worker_free(w->store);
 	bpool_destroy_all(w);

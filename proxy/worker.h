@@ -36,12 +36,14 @@ struct worker {
 	struct config *pending_cfg;	/* set by main (atomic exchange) */
 	int stop_requested;		/* set by main (atomic) */
 	int stopping;
+	int exiting;			/* the ring has stopped: completions must not send */
 	uint64_t drain_deadline_ms;
 	struct timer drain_timer;
 	struct wlistener *listeners;
 	unsigned nlisteners_open;
 	struct bpool *pools;
 	struct store *store;		/* limits counters (embedded or Redis) */
+	struct offload_q *offload;	/* password checks off this thread */
 	struct store_shared *store_shared;	/* set by main */
 	struct session *sessions;	/* doubly linked through session->next/prev */
 	unsigned nsessions;
