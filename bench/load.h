@@ -5,7 +5,8 @@
  * session (one SMTP client connection and its state machine).
  *
  * Workers share only two words: the count of messages claimed (so --messages
- * is exact however the work spreads) and the stop flag (SIGINT, --duration).
+ * is exact however the work spreads) and the stop flag (SIGINT, --duration);
+ * and, read-only, the TLS client context (wolfSSL contexts are shared safely).
  */
 #ifndef BENCH_LOAD_H
 #define BENCH_LOAD_H
@@ -18,6 +19,11 @@
 
 #define LOAD_CODES 600			/* reply codes 000..599 */
 #define LOAD_MAX_FAILS 5		/* consecutive failures before a slot gives up */
+#define LOAD_TLS_NAME_MAX 64		/* a TLS version or cipher name as reported */
+
+enum load_tls_mode { LOAD_TLS_NONE, LOAD_TLS_STARTTLS, LOAD_TLS_IMPLICIT };
+
+struct tls_ctx;
 
 struct load_cfg {
 	struct net_addr target;
@@ -31,6 +37,13 @@ struct load_cfg {
 	int pipelining, json;
 	const char *from, *rcpt_domain, *helo, *id_log;
 	int id_fd;			/* -1 without --id-log */
+	enum load_tls_mode tls;
+	int tls_resume;			/* --tls-resume: offer the worker's last session */
+	const char *tls_ca;		/* --tls-verify CA; NULL: the server is not verified */
+	const char *tls_sni;		/* host name of --target, NULL when numeric */
+	char sni_buf[256];
+	struct tls_ctx *tls_ctx;	/* owned; load_tls_setup / load_tls_teardown */
+	const char *auth_user, *auth_pass;	/* --auth: point into argv */
 	struct load_msg msg;
 	uint64_t start_ns, deadline_ms;	/* monotonic; deadline 0 = none */
 	/* Shared and written while running: touch with __atomic only. */
@@ -48,11 +61,19 @@ struct load_stats {
 	uint64_t timeouts;		/* no reply within --timeout */
 	uint64_t connections;		/* connections established */
 	uint64_t bytes_accepted;	/* message bytes (un-stuffed) of accepted messages */
+	uint64_t tls_handshakes;	/* finished, resumed ones included */
+	uint64_t tls_resumed;		/* of which the server resumed a session */
+	uint64_t tls_failures;		/* handshakes failed (also connect errors) */
+	uint64_t auth_failures;		/* AUTH not answered 235 (also connect errors) */
 	struct hist lat;		/* ns, MAIL sent -> reply to the final dot */
+	/* The last handshake's, written by the worker, read after it ended. */
+	char tls_version[LOAD_TLS_NAME_MAX];
+	char tls_cipher[LOAD_TLS_NAME_MAX];
 };
 
 enum load_state {
 	LS_IDLE, LS_BACKOFF, LS_CONNECT, LS_BANNER, LS_EHLO, LS_HELO,
+	LS_STARTTLS, LS_TLS, LS_AUTH,	/* STARTTLS sent; handshaking; AUTH sent */
 	LS_READY,		/* waiting for a rate token */
 	LS_MAIL, LS_RCPT, LS_DATA, LS_PIPE, LS_FINAL, LS_RSET, LS_QUIT, LS_DONE,
 };
@@ -65,6 +86,7 @@ struct load_sess {
 	struct timer timer;		/* reply timeout, or reconnect back-off */
 	enum load_state state;
 	unsigned open:1, can_pipe:1, in_tx:1, quitting:1, closing_ok:1;
+	unsigned tls_up:1;		/* this connection's handshake finished */
 	/* A message claimed before connecting: with --per-connection 1 no connection is opened in vain. */
 	unsigned prepaid:1;
 	unsigned fails;			/* consecutive failures, reset by a finished transaction */
@@ -103,6 +125,8 @@ struct load_worker {
 	/* --id-log lines, written in blocks. */
 	char *ids;
 	size_t ids_len;
+	void *tls_session;		/* --tls-resume: the newest WOLFSSL_SESSION, owned */
+	int tls_err_said;		/* the first handshake failure went to stderr */
 	int err;			/* start-up failure (-errno), reported by main */
 	uint64_t end_ns;		/* when the loop ended: elapsed stops at the last worker's */
 	int finished;			/* __atomic: the worker's loop ended */

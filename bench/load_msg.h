@@ -26,6 +26,8 @@ struct load_msg {
 	unsigned recipients;
 	char *ehlo, *helo;		/* "EHLO name\r\n", "HELO name\r\n" */
 	size_t ehlo_len, helo_len;
+	char *auth;			/* "AUTH PLAIN <b64>\r\n" with --auth, else NULL */
+	size_t auth_len;
 	char *hdr_prefix;		/* "From: ...\r\nTo: ...\r\nSubject: mxload message " */
 	size_t hdr_prefix_len;
 	char id_base[48];		/* "<run>.<pid>." part of every Message-ID */
@@ -42,6 +44,11 @@ struct load_msg {
 void load_msg_build(struct load_msg *m, const char *from, const char *rcpt_domain,
 		    const char *helo, unsigned recipients, uint64_t size);
 void load_msg_free(struct load_msg *m);
+/*
+ * --auth: AUTH PLAIN with the initial response (RFC 4954 4, RFC 4616),
+ * "\0user\0pass" in base64. Aborts on allocation failure (start-up only).
+ */
+void load_msg_auth(struct load_msg *m, const char *user, const char *pass);
 
 /*
  * Formats the header block of message seq of worker thread into out
@@ -59,5 +66,6 @@ void load_msg_date(char *buf, time_t t);
 #define LOAD_DOT ".\r\n"		/* header and body end with CRLF already */
 #define LOAD_RSET "RSET\r\n"
 #define LOAD_QUIT "QUIT\r\n"
+#define LOAD_STARTTLS "STARTTLS\r\n"
 
 #endif

@@ -3,10 +3,17 @@
  * terminal only) and the final report on stdout, as "key: value" lines
  * or one JSON object with the same fields. MB are 2^20 bytes of
  * accepted messages as stored (un-stuffed); latency runs from MAIL sent
- * to the reply to the final dot, in milliseconds.
+ * to the reply to the final dot, in milliseconds. TLS: the mode, the
+ * version and cipher of the last handshake (of the last worker that made
+ * one), handshakes finished, resumed and failed.
  */
 #include <stdio.h>
+#include <string.h>
 #include "load.h"
+
+static const char *const load_tls_names[] = {
+	[LOAD_TLS_NONE] = "none", [LOAD_TLS_STARTTLS] = "starttls", [LOAD_TLS_IMPLICIT] = "implicit",
+};
 
 void
 load_stats_merge(struct load_stats *dst, const struct load_stats *src)
@@ -21,6 +28,14 @@ load_stats_merge(struct load_stats *dst, const struct load_stats *src)
 	dst->timeouts += src->timeouts;
 	dst->connections += src->connections;
 	dst->bytes_accepted += src->bytes_accepted;
+	dst->tls_handshakes += src->tls_handshakes;
+	dst->tls_resumed += src->tls_resumed;
+	dst->tls_failures += src->tls_failures;
+	dst->auth_failures += src->auth_failures;
+	if (src->tls_version[0]) {
+		memcpy(dst->tls_version, src->tls_version, sizeof(dst->tls_version));
+		memcpy(dst->tls_cipher, src->tls_cipher, sizeof(dst->tls_cipher));
+	}
 	hist_merge(&dst->lat, &src->lat);
 }
 
@@ -52,6 +67,17 @@ load_report_text(const struct load_cfg *cfg, const struct load_stats *st, double
 	printf("size:            %llu\n", (unsigned long long)cfg->size);
 	printf("recipients:      %u\n", cfg->recipients);
 	printf("pipelining:      %s\n", cfg->pipelining ? "yes" : "no");
+	printf("tls:             %s", load_tls_names[cfg->tls]);
+	if (cfg->tls != LOAD_TLS_NONE)
+		printf(" (%s, %s%s)", st->tls_version[0] ? st->tls_version : "no handshake",
+		       st->tls_cipher[0] ? st->tls_cipher : "-", cfg->tls_resume ? ", --tls-resume" : "");
+	printf("\n");
+	if (cfg->tls != LOAD_TLS_NONE)
+		printf("tls handshakes:  %llu (resumed %llu, failed %llu)\n",
+		       (unsigned long long)st->tls_handshakes, (unsigned long long)st->tls_resumed,
+		       (unsigned long long)st->tls_failures);
+	if (cfg->msg.auth)
+		printf("auth failures:   %llu\n", (unsigned long long)st->auth_failures);
 	printf("sent:            %llu\n", (unsigned long long)st->sent);
 	printf("accepted:        %llu\n", (unsigned long long)st->accepted);
 	printf("refused:         ");
@@ -89,12 +115,25 @@ load_report_json(const struct load_cfg *cfg, const struct load_stats *st, double
 	}
 	printf("},\"refused_total\":%llu,\"rcpt_refused\":%llu,\"connect_errors\":%llu,"
 	       "\"disconnects\":%llu,\"timeouts\":%llu,\"elapsed_s\":%.3f,"
-	       "\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,",
+	       "\"msgs_per_s\":%.1f,\"mb_per_s\":%.3f,\"bytes_accepted\":%llu,",
 	       (unsigned long long)load_refused_total(st), (unsigned long long)st->rcpt_refused,
 	       (unsigned long long)st->connect_errors, (unsigned long long)st->disconnects,
-	       (unsigned long long)st->timeouts, el, mps, mbps);
+	       (unsigned long long)st->timeouts, el, mps, mbps,
+	       (unsigned long long)st->bytes_accepted);
 	printf("\"latency_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p99_9\":%.3f},",
 	       load_ms(st, 50), load_ms(st, 90), load_ms(st, 99), load_ms(st, 99.9));
+	printf("\"tls\":\"%s\",\"tls_resume\":%s,", load_tls_names[cfg->tls],
+	       cfg->tls_resume ? "true" : "false");
+	/* Names come from wolfSSL's tables: plain ASCII, nothing to escape. */
+	if (st->tls_version[0])
+		printf("\"tls_version\":\"%s\",\"tls_cipher\":\"%s\",", st->tls_version, st->tls_cipher);
+	else
+		printf("\"tls_version\":null,\"tls_cipher\":null,");
+	printf("\"tls_handshakes\":%llu,\"tls_resumed\":%llu,\"tls_failures\":%llu,"
+	       "\"auth\":%s,\"auth_failures\":%llu,",
+	       (unsigned long long)st->tls_handshakes, (unsigned long long)st->tls_resumed,
+	       (unsigned long long)st->tls_failures, cfg->msg.auth ? "true" : "false",
+	       (unsigned long long)st->auth_failures);
 	printf("\"connections\":%u,\"connections_opened\":%llu,\"threads\":%u,\"size\":%llu,"
 	       "\"recipients\":%u,\"pipelining\":%s}\n",
 	       cfg->connections, (unsigned long long)st->connections, cfg->threads,

@@ -7,11 +7,19 @@
  * read in order (RFC 2920). The message is the session's own header
  * block plus the run's shared body, both queued by reference.
  *
+ * TLS (--tls): implicit starts the handshake right after connect and
+ * reads the greeting under it; STARTTLS is greeting, EHLO, STARTTLS, 220,
+ * handshake, EHLO again (RFC 3207 4.2: what was offered in clear is
+ * forgotten). --auth then sends AUTH PLAIN with the initial response and
+ * needs 235 before the first MAIL. A failed handshake or AUTH counts as a
+ * connect error as well as in its own counter.
+ *
  * Every way a connection ends goes through conn_close and on_closed,
  * which decides whether to reconnect: at once after a normal QUIT, after
  * a growing back-off after a failure, never after LOAD_MAX_FAILS
  * consecutive failures (server gone: stop instead of spinning).
  */
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include "load.h"
@@ -247,29 +255,90 @@ load_sess_on_final(struct load_sess *s, int code)
 }
 
 static void
+load_sess_ehlo(struct load_sess *s)
+{
+	const struct load_msg *m = &s->w->cfg->msg;
+
+	/* What the server offers is read again from this reply. */
+	s->can_pipe = 0;
+	load_sess_send(s, m->ehlo, m->ehlo_len);
+	conn_flush(&s->conn);
+	load_sess_expect(s, LS_EHLO);
+}
+
+static void
+load_sess_tls_start(struct load_sess *s)
+{
+	const struct load_cfg *cfg = s->w->cfg;
+
+	/* A reply line cut short in clear must not be completed by plaintext under TLS. */
+	s->llen = 0;
+	if (conn_tls_start(&s->conn, cfg->tls_ctx, 0, cfg->tls_sni) < 0) {
+		load_sess_fail(s, &s->w->st.connect_errors);
+		return;
+	}
+	load_sess_expect(s, LS_TLS);
+}
+
+/* EHLO accepted: STARTTLS first, then AUTH, then transactions. */
+static void
+load_sess_on_ehlo(struct load_sess *s)
+{
+	const struct load_cfg *cfg = s->w->cfg;
+
+	if (cfg->tls == LOAD_TLS_STARTTLS && !s->tls_up) {
+		load_sess_send(s, LOAD_STARTTLS, sizeof(LOAD_STARTTLS) - 1);
+		conn_flush(&s->conn);
+		load_sess_expect(s, LS_STARTTLS);
+		return;
+	}
+	if (cfg->msg.auth) {
+		load_sess_send(s, cfg->msg.auth, cfg->msg.auth_len);
+		conn_flush(&s->conn);
+		load_sess_expect(s, LS_AUTH);
+		return;
+	}
+	load_sess_next(s);
+}
+
+static void
 load_sess_on_greeting(struct load_sess *s, int code)
 {
-	struct load_msg *m = &s->w->cfg->msg;
+	const struct load_cfg *cfg = s->w->cfg;
+	const struct load_msg *m = &cfg->msg;
 
 	switch (s->state) {
 	case LS_BANNER:
 		if (code != 220)
 			break;
-		load_sess_send(s, m->ehlo, m->ehlo_len);
-		conn_flush(&s->conn);
-		load_sess_expect(s, LS_EHLO);
+		load_sess_ehlo(s);
 		return;
 	case LS_EHLO:
 		if (code / 100 == 2) {
-			load_sess_next(s);
+			load_sess_on_ehlo(s);
 			return;
 		}
+		/* STARTTLS and AUTH are ESMTP: without EHLO there is no going on. */
+		if (cfg->tls == LOAD_TLS_STARTTLS || m->auth)
+			break;
 		/* An old server: HELO, and no ESMTP extensions. */
 		s->can_pipe = 0;
 		load_sess_send(s, m->helo, m->helo_len);
 		conn_flush(&s->conn);
 		load_sess_expect(s, LS_HELO);
 		return;
+	case LS_STARTTLS:
+		if (code != 220)
+			break;
+		load_sess_tls_start(s);
+		return;
+	case LS_AUTH:
+		if (code == 235) {
+			load_sess_next(s);
+			return;
+		}
+		load_inc(&s->w->st.auth_failures, 1);
+		break;
 	default:
 		if (code / 100 == 2) {
 			load_sess_next(s);
@@ -292,6 +361,8 @@ load_sess_reply(struct load_sess *s, int code)
 	case LS_BANNER:
 	case LS_EHLO:
 	case LS_HELO:
+	case LS_STARTTLS:
+	case LS_AUTH:
 		load_sess_on_greeting(s, code);
 		return;
 	case LS_MAIL:
@@ -384,7 +455,8 @@ load_sess_on_recv(struct conn *c, char *data, size_t len, int bid)
 	const char *p = data, *end = data + len;
 
 	(void)bid;
-	while (p < end && !c->closing) {
+	/* LS_TLS: the rest of a clear receive after "220" is dropped (no injection, RFC 3207 5). */
+	while (p < end && !c->closing && s->state != LS_TLS) {
 		const char *nl = memchr(p, '\n', (size_t)(end - p));
 
 		if (nl == NULL) {
@@ -429,7 +501,54 @@ load_sess_on_connect(struct conn *c, int res)
 	}
 	load_inc(&s->w->st.connections, 1);
 	conn_recv_start(c);
+	if (s->w->cfg->tls == LOAD_TLS_IMPLICIT) {
+		/* RFC 8314: the handshake comes first, the greeting under TLS. */
+		load_sess_tls_start(s);
+		return;
+	}
 	load_sess_expect(s, LS_BANNER);
+}
+
+static void
+load_sess_note_tls(struct load_sess *s)
+{
+	struct load_stats *st = &s->w->st;
+	const char *v = conn_tls_version(&s->conn), *ci = conn_tls_cipher(&s->conn);
+
+	load_inc(&st->tls_handshakes, 1);
+	if (conn_tls_resumed(&s->conn))
+		load_inc(&st->tls_resumed, 1);
+	/* Read by main only after the worker ended. */
+	snprintf(st->tls_version, sizeof(st->tls_version), "%s", v ? v : "?");
+	snprintf(st->tls_cipher, sizeof(st->tls_cipher), "%s", ci ? ci : "?");
+}
+
+static void
+load_sess_on_tls(struct conn *c, int err)
+{
+	struct load_sess *s = c->owner;
+	struct load_worker *w = s->w;
+
+	if (s->state != LS_TLS)
+		return;
+	if (err) {
+		load_inc(&w->st.tls_failures, 1);
+		if (!w->tls_err_said) {
+			/* Once per worker: the reason is the same for every connection. */
+			w->tls_err_said = 1;
+			fprintf(stderr, "mxload: TLS handshake with %s failed: %s\n",
+				w->cfg->target_str, conn_tls_error(c));
+		}
+		load_sess_fail(s, &w->st.connect_errors);
+		return;
+	}
+	s->tls_up = 1;
+	load_sess_note_tls(s);
+	if (w->cfg->tls == LOAD_TLS_IMPLICIT) {
+		load_sess_expect(s, LS_BANNER);
+		return;
+	}
+	load_sess_ehlo(s);
 }
 
 static void
@@ -459,6 +578,7 @@ static const struct conn_ops load_sess_ops = {
 	.on_eof = load_sess_on_eof,
 	.on_connect = load_sess_on_connect,
 	.on_closed = load_sess_on_closed,
+	.on_tls = load_sess_on_tls,
 };
 
 static void
@@ -493,7 +613,7 @@ load_sess_start(struct load_sess *s)
 
 	conn_init(&s->conn, &w->ring, -1, &load_sess_ops, s);
 	s->open = 1;
-	s->can_pipe = s->in_tx = s->quitting = s->closing_ok = 0;
+	s->can_pipe = s->in_tx = s->quitting = s->closing_ok = s->tls_up = 0;
 	s->on_conn = 0;
 	s->llen = 0;
 	if (conn_connect(&s->conn, &w->cfg->target) < 0) {

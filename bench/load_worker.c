@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "load.h"
+#include "load_tls.h"
 
 #define LOAD_IDS_CAP 65536
 #define LOAD_PACE_MAX_NS 100000000ull	/* re-check --duration/SIGINT at least this often */
@@ -254,6 +255,7 @@ load_worker_main(void *arg)
 	struct load_worker *w = arg;
 
 	w->err = load_worker_setup(w);
+	load_tls_worker_begin(w);
 	if (w->err == 0 && w->nsess) {
 		for (unsigned i = 0; i < w->nsess; i++)
 			load_sess_init(&w->sess[i], w);
@@ -274,6 +276,8 @@ load_worker_main(void *arg)
 	}
 	if (w->err == 0) {
 		ring_destroy(&w->ring);
+		/* Every conn, and so every WOLFSSL that used the session, is gone. */
+		load_tls_worker_end(w);
 		free(w->sess);
 		free(w->ids);
 		w->sess = NULL;

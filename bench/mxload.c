@@ -7,7 +7,10 @@
  * else 0 (also when some were refused: the report says which).
  * --id-log writes the Message-ID of every accepted message, WITHOUT the
  * angle brackets, one per line, in no particular order across threads.
+ * TLS (--tls, --tls-resume, --tls-verify) is set up here and in
+ * load_tls.c; --auth's command is built once by load_msg.c.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -20,6 +23,7 @@
 #include <unistd.h>
 #include "load.h"
 #include "load_parse.h"
+#include "load_tls.h"
 #include "mem.h"
 
 #define LOAD_MAX_CONNS 100000
@@ -34,6 +38,7 @@ usage(FILE *f)
 	fprintf(f,
 "usage: mxload --target ADDR [--connections N] [--messages M | --duration D]\n"
 "              [--size S] [--recipients R] [--pipelining] [--tls none|starttls|implicit]\n"
+"              [--tls-resume] [--tls-verify CA] [--auth USER:PASS]\n"
 "              [--rate MSGS_PER_S] [--from ADDR] [--rcpt-domain DOMAIN] [--json]\n"
 "              [--id-log FILE] [--per-connection K] [--threads T] [--helo NAME]\n"
 "              [--timeout D]\n"
@@ -43,6 +48,12 @@ usage(FILE *f)
 "  --size S             message size, headers included (1k; k/M/G are powers of 1024)\n"
 "  --recipients R       RCPT TO per message (1): user1@DOMAIN .. userR@DOMAIN\n"
 "  --pipelining         MAIL+RCPT+DATA in one write when the server offers PIPELINING\n"
+"  --tls MODE           none; starttls (EHLO, STARTTLS, EHLO again); implicit (TLS\n"
+"                       from the first byte, RFC 8314). The server is not verified\n"
+"  --tls-resume         resume the TLS session across a thread's connections\n"
+"  --tls-verify CA      verify the server's certificate against the PEM file CA\n"
+"                       (and its name when --target names a host)\n"
+"  --auth USER:PASS     AUTH PLAIN after the EHLO under TLS (needs --tls)\n"
 "  --rate R             at most R messages per second in all (unpaced)\n"
 "  --from ADDR          envelope sender (loader@example.test)\n"
 "  --rcpt-domain D      recipient domain (example.test)\n"
@@ -108,7 +119,8 @@ load_text_opt(const char *name, const char *val, const char **out)
 }
 
 enum { O_TARGET = 256, O_CONNS, O_MSGS, O_DUR, O_SIZE, O_RCPTS, O_PIPE, O_TLS, O_RATE,
-       O_FROM, O_DOMAIN, O_JSON, O_IDLOG, O_PERCONN, O_THREADS, O_HELO, O_TIMEOUT, O_HELP };
+       O_FROM, O_DOMAIN, O_JSON, O_IDLOG, O_PERCONN, O_THREADS, O_HELO, O_TIMEOUT,
+       O_TLS_RESUME, O_TLS_VERIFY, O_AUTH, O_HELP };
 
 static const struct option load_opts[] = {
 	{ "target", required_argument, 0, O_TARGET },
@@ -128,13 +140,30 @@ static const struct option load_opts[] = {
 	{ "threads", required_argument, 0, O_THREADS },
 	{ "helo", required_argument, 0, O_HELO },
 	{ "timeout", required_argument, 0, O_TIMEOUT },
+	{ "tls-resume", no_argument, 0, O_TLS_RESUME },
+	{ "tls-verify", required_argument, 0, O_TLS_VERIFY },
+	{ "auth", required_argument, 0, O_AUTH },
 	{ "help", no_argument, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
 
-/* One option; returns 0, -1 (usage error, message printed) or 1 (TLS asked). */
+/* "user:pass": split at the first colon (a password may hold colons, a user may not). */
 static int
-load_opt(struct load_cfg *cfg, int o, const char *v, int *have_msgs)
+load_auth_opt(struct load_cfg *cfg, char *v)
+{
+	char *colon = strchr(v, ':');
+
+	if (colon == NULL || colon == v)
+		return load_bad("auth", "USER:PASS expected");
+	*colon = '\0';
+	cfg->auth_user = v;
+	cfg->auth_pass = colon + 1;
+	return 0;
+}
+
+/* One option; returns 0 or -1 (usage error, message printed). */
+static int
+load_opt(struct load_cfg *cfg, int o, char *v, int *have_msgs)
 {
 	uint64_t u;
 
@@ -161,10 +190,24 @@ load_opt(struct load_cfg *cfg, int o, const char *v, int *have_msgs)
 		return 0;
 	case O_TLS:
 		if (strcmp(v, "none") == 0)
-			return 0;
-		if (strcmp(v, "starttls") == 0 || strcmp(v, "implicit") == 0)
-			return 1;
-		return load_bad("tls", v);
+			cfg->tls = LOAD_TLS_NONE;
+		else if (strcmp(v, "starttls") == 0)
+			cfg->tls = LOAD_TLS_STARTTLS;
+		else if (strcmp(v, "implicit") == 0)
+			cfg->tls = LOAD_TLS_IMPLICIT;
+		else
+			return load_bad("tls", v);
+		return 0;
+	case O_TLS_RESUME:
+		cfg->tls_resume = 1;
+		return 0;
+	case O_TLS_VERIFY:
+		if (*v == '\0' || access(v, R_OK) < 0)
+			return load_bad("tls-verify (a readable PEM file)", v);
+		cfg->tls_ca = v;
+		return 0;
+	case O_AUTH:
+		return load_auth_opt(cfg, v);
 	case O_RATE:
 		return load_parse_rate(v, &cfg->rate) < 0 ? load_bad("rate", v) : 0;
 	case O_FROM:
@@ -209,11 +252,32 @@ load_defaults(struct load_cfg *cfg)
 	cfg->id_fd = -1;
 }
 
+/* SNI (and, with --tls-verify, the name checked): the host of --target when it is a name. */
+static void
+load_sni(struct load_cfg *cfg)
+{
+	const char *t = cfg->target_str, *colon = strrchr(t, ':');
+	struct in_addr a4;
+	size_t n;
+
+	if (strncmp(t, "unix:", 5) == 0 || t[0] == '[' || colon == NULL)
+		return;
+	n = (size_t)(colon - t);
+	if (n == 0 || n >= sizeof(cfg->sni_buf))
+		return;
+	memcpy(cfg->sni_buf, t, n);
+	cfg->sni_buf[n] = '\0';
+	/* RFC 6066 3: no literal addresses in SNI. */
+	if (inet_pton(AF_INET, cfg->sni_buf, &a4) == 1)
+		return;
+	cfg->tls_sni = cfg->sni_buf;
+}
+
 /* Returns 0, or the exit status (2 usage error, 0 after --help). */
 static int
 load_args(struct load_cfg *cfg, int argc, char **argv)
 {
-	int o, have_msgs = 0, tls = 0, r;
+	int o, have_msgs = 0;
 
 	load_defaults(cfg);
 	while ((o = getopt_long(argc, argv, "h", load_opts, NULL)) != -1) {
@@ -223,10 +287,8 @@ load_args(struct load_cfg *cfg, int argc, char **argv)
 		}
 		if (o == '?')
 			goto bad;
-		r = load_opt(cfg, o, optarg, &have_msgs);
-		if (r < 0)
+		if (load_opt(cfg, o, optarg, &have_msgs) < 0)
 			goto bad;
-		tls |= r;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "mxload: unexpected argument '%s'\n", argv[optind]);
@@ -240,10 +302,18 @@ load_args(struct load_cfg *cfg, int argc, char **argv)
 		fprintf(stderr, "mxload: --messages and --duration exclude each other\n");
 		goto bad;
 	}
-	if (tls) {
-		fprintf(stderr, "mxload: --tls is not supported by this build yet\n");
+	if (cfg->tls == LOAD_TLS_NONE && (cfg->auth_user || cfg->tls_resume || cfg->tls_ca)) {
+		/* A password never crosses in clear; the others mean nothing without TLS. */
+		fprintf(stderr, "mxload: %s needs --tls starttls or --tls implicit\n",
+			cfg->auth_user ? "--auth" : cfg->tls_resume ? "--tls-resume" : "--tls-verify");
+		goto bad;
+	}
+	if (cfg->tls_resume && !load_tls_can_resume()) {
+		fprintf(stderr, "mxload: --tls-resume: the linked wolfSSL cannot hand sessions over\n");
 		return 2;
 	}
+	if (cfg->tls != LOAD_TLS_NONE)
+		load_sni(cfg);
 	if (cfg->duration_ms)
 		cfg->messages = 0;
 	if (cfg->threads > cfg->connections)
@@ -375,11 +445,25 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (cfg->tls != LOAD_TLS_NONE) {
+		char err[256];
+
+		if (load_tls_setup(cfg, err, sizeof(err)) < 0) {
+			fprintf(stderr, "mxload: %s\n", err);
+			if (cfg->id_fd >= 0)
+				close(cfg->id_fd);
+			free(cfg);
+			return 2;
+		}
+	}
 	load_msg_build(&cfg->msg, cfg->from, cfg->rcpt_domain, cfg->helo, cfg->recipients,
 		       cfg->size);
+	if (cfg->auth_user)
+		load_msg_auth(&cfg->msg, cfg->auth_user, cfg->auth_pass);
 	load_signals(cfg);
 	status = load_run(cfg);
 	load_msg_free(&cfg->msg);
+	load_tls_teardown(cfg);
 	if (cfg->id_fd >= 0)
 		close(cfg->id_fd);
 	free(cfg);

@@ -4,7 +4,8 @@
  * This file parses the options, opens the listeners, runs N worker
  * threads (each with its own ring, SO_REUSEPORT listeners and sessions),
  * turns SIGTERM/SIGINT and --max-messages into a stop, and prints the
- * totals. The dialog is in sink_session.c, --store in sink_store.c.
+ * totals; it also owns the TLS server context of --tls-cert/--tls-key.
+ * The dialog is in sink_session.c, --store in sink_store.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "mem.h"
 #include "sink.h"
+#include "tls.h"
 
 /*
  * Receive buffers: few large ones, shared by every session of a worker
@@ -36,6 +38,7 @@ volatile sig_atomic_t sink_signals;
 atomic_int sink_quit;
 atomic_uint_fast64_t sink_accepted;
 uint32_t sink_id_prefix;
+uint32_t sink_id_pid;
 atomic_uint_fast64_t sink_id_next;
 
 static struct net_addr sink_listen[SINK_MAX_LISTEN];
@@ -50,8 +53,14 @@ usage(FILE *f)
 		"              [--reply-data CODE] [--reply-rcpt CODE] [--reply-mail CODE]\n"
 		"              [--delay DURATION] [--fail-rate P] [--max-messages N]\n"
 		"              [--quiet] [--workers N]\n"
+		"              [--tls-cert FILE --tls-key FILE [--tls-implicit]]\n"
 		"  ADDR: 127.0.0.1:PORT, [::1]:PORT or unix:/path\n"
-		"  DURATION: 250ms, 2s, 1m, 1h (a bare number is seconds)\n");
+		"  DURATION: 250ms, 2s, 1m, 1h (a bare number is seconds)\n"
+		"  --tls-cert, --tls-key: PEM certificate chain and key; STARTTLS is offered\n"
+		"  --tls-implicit: TLS from the first byte instead (RFC 8314), no STARTTLS\n"
+		"  --store DIR: each message as DIR/ID.eml, its envelope as DIR/ID.eml.env\n"
+		"    (MAIL FROM, RCPT TO, XFORWARD, XCLIENT lines; \"TLS <version> <cipher>\"\n"
+		"    when it came over TLS)\n");
 }
 
 static void __attribute__((noreturn))
@@ -136,7 +145,7 @@ add_listen(const char *s)
 }
 
 enum { O_LISTEN = 256, O_LMTP, O_STORE, O_RDATA, O_RRCPT, O_RMAIL, O_DELAY, O_FAIL,
-       O_MAX, O_QUIET, O_WORKERS, O_HELP };
+       O_MAX, O_QUIET, O_WORKERS, O_TLS_CERT, O_TLS_KEY, O_TLS_IMPLICIT, O_HELP };
 
 static void
 parse_args(int argc, char **argv)
@@ -153,6 +162,9 @@ parse_args(int argc, char **argv)
 		{ "max-messages", required_argument, NULL, O_MAX },
 		{ "quiet", no_argument, NULL, O_QUIET },
 		{ "workers", required_argument, NULL, O_WORKERS },
+		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
+		{ "tls-key", required_argument, NULL, O_TLS_KEY },
+		{ "tls-implicit", no_argument, NULL, O_TLS_IMPLICIT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -172,6 +184,9 @@ parse_args(int argc, char **argv)
 		case O_MAX: sink_opts.max_messages = parse_count(optarg, "--max-messages", 1, UINT64_MAX); break;
 		case O_QUIET: sink_opts.quiet = 1; break;
 		case O_WORKERS: sink_opts.workers = (int)parse_count(optarg, "--workers", 1, 256); break;
+		case O_TLS_CERT: sink_opts.tls_cert = optarg; break;
+		case O_TLS_KEY: sink_opts.tls_key = optarg; break;
+		case O_TLS_IMPLICIT: sink_opts.tls_implicit = 1; break;
 		case O_HELP: usage(stdout); exit(0);
 		default: bad_usage("option", optind > 1 ? argv[optind - 1] : NULL);
 		}
@@ -180,6 +195,42 @@ parse_args(int argc, char **argv)
 		bad_usage("argument", argv[optind]);
 	if (sink_nlisten == 0)
 		bad_usage("options", "--listen is required");
+	if (!sink_opts.tls_cert != !sink_opts.tls_key)
+		bad_usage("options", "--tls-cert and --tls-key go together");
+	if (sink_opts.tls_implicit && !sink_opts.tls_cert)
+		bad_usage("options", "--tls-implicit needs --tls-cert and --tls-key");
+}
+
+/* The server context: read once, shared read-only by the workers. */
+static void
+setup_tls(void)
+{
+	struct tls_server_opts o = {
+		.certificate = sink_opts.tls_cert,
+		.key = sink_opts.tls_key,
+		.protocols = TLS_V12 | TLS_V13,
+		.session_tickets = 1,	/* so clients can measure resumption */
+	};
+	char err[512];
+
+	if (sink_opts.tls_cert == NULL)
+		return;
+	if (tls_global_init() < 0)
+		fatal("mxsink: wolfSSL initialisation failed");
+	sink_opts.tls_ctx = tls_server_ctx_new(&o, err, sizeof(err));
+	if (sink_opts.tls_ctx == NULL)
+		fatal("mxsink: %s", err);
+}
+
+static void
+teardown_tls(void)
+{
+	if (sink_opts.tls_ctx == NULL)
+		return;
+	/* wolfSSL counts users: a session left open by a hard stop keeps its context alive. */
+	tls_ctx_free(sink_opts.tls_ctx);
+	sink_opts.tls_ctx = NULL;
+	tls_global_cleanup();
 }
 
 static void
@@ -341,14 +392,18 @@ print_totals(void)
 		t.long_lines += s->long_lines;
 		t.aborted += s->aborted;
 		t.failed += s->failed;
+		t.tls += s->tls;
+		t.tls_failed += s->tls_failed;
 	}
 	printf("mxsink: connections=%llu messages=%llu recipients=%llu bytes=%llu "
-	       "bare_lf=%llu bare_cr=%llu nul=%llu long_lines=%llu aborted=%llu failed=%llu\n",
+	       "bare_lf=%llu bare_cr=%llu nul=%llu long_lines=%llu aborted=%llu failed=%llu "
+	       "tls=%llu tls_failed=%llu\n",
 	       (unsigned long long)t.connections, (unsigned long long)t.messages,
 	       (unsigned long long)t.recipients, (unsigned long long)t.bytes,
 	       (unsigned long long)t.bare_lf, (unsigned long long)t.bare_cr,
 	       (unsigned long long)t.nul, (unsigned long long)t.long_lines,
-	       (unsigned long long)t.aborted, (unsigned long long)t.failed);
+	       (unsigned long long)t.aborted, (unsigned long long)t.failed,
+	       (unsigned long long)t.tls, (unsigned long long)t.tls_failed);
 	fflush(stdout);
 }
 
@@ -380,7 +435,9 @@ main(int argc, char **argv)
 		log_set_level(LOG_LVL_WARN);
 	check_store_dir();
 	setup_signals();
+	setup_tls();
 	sink_id_prefix = (uint32_t)time(NULL);
+	sink_id_pid = (uint32_t)getpid();
 	atomic_store(&sink_id_next, 1);
 	sink_workers = xcalloc((size_t)sink_opts.workers, sizeof(*sink_workers));
 	for (int k = 0; k < sink_opts.workers; k++) {
@@ -391,10 +448,11 @@ main(int argc, char **argv)
 	}
 	open_listeners();
 	for (int i = 0; i < sink_nlisten; i++)
-		log_info("mxsink: listening on %s (%s, %d worker%s)",
+		log_info("mxsink: listening on %s (%s%s, %d worker%s)",
 			 net_addr_format(&sink_listen[i], name, sizeof(name)),
-			 sink_opts.lmtp ? "LMTP" : "SMTP", sink_opts.workers,
-			 sink_opts.workers > 1 ? "s" : "");
+			 sink_opts.lmtp ? "LMTP" : "SMTP",
+			 !sink_opts.tls_ctx ? "" : sink_opts.tls_implicit ? ", implicit TLS" : ", STARTTLS",
+			 sink_opts.workers, sink_opts.workers > 1 ? "s" : "");
 	start_workers();
 	for (int k = 0; k < sink_opts.workers; k++)
 		pthread_join(sink_workers[k].thread, NULL);
@@ -402,6 +460,7 @@ main(int argc, char **argv)
 	for (int i = 0; i < sink_nlisten; i++)
 		if (sink_listen[i].u.sa.sa_family == AF_UNIX)
 			unlink(sink_listen[i].u.sun.sun_path);
+	teardown_tls();
 	/* The workers stay allocated: a hard stop may leave sessions referring to them. */
 	return 0;
 }

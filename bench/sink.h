@@ -4,8 +4,9 @@
  * per-worker state and counters, one session per accepted connection,
  * the growable byte buffer and the --store writer. mxsink.c owns the
  * process (options, workers, signals, totals); sink_session.c owns the
- * SMTP dialog; sink_store.c owns the files written by --store;
- * sink_buf.c owns the growable buffer.
+ * SMTP dialog, STARTTLS and implicit TLS included (the record layer
+ * is core's conn_tls_start); sink_store.c owns the files written by
+ * --store; sink_buf.c owns the growable buffer.
  */
 #ifndef BENCH_SINK_H
 #define BENCH_SINK_H
@@ -27,6 +28,9 @@
 #define SINK_DRAIN_MS (10 * 1000)	/* SIGTERM: how long open sessions may finish */
 #define SINK_LINE_MAX 8192		/* lenient command line limit */
 #define SINK_ID_LEN 32
+#define SINK_TLS_DESC_MAX 128		/* "TLSv1.3 TLS13-AES128-GCM-SHA256" */
+
+struct tls_ctx;
 
 /* Growable byte buffer (sink_buf.c). */
 struct sink_buf {
@@ -51,6 +55,9 @@ struct sink_opts {
 	double fail_rate;		/* fraction of transactions failed with 451 */
 	uint64_t max_messages;		/* 0: no limit */
 	int workers;
+	const char *tls_cert, *tls_key;	/* --tls-cert/--tls-key: STARTTLS offered */
+	int tls_implicit;		/* --tls-implicit: the handshake comes first */
+	struct tls_ctx *tls_ctx;	/* the server context, owned by main; NULL: no TLS */
 };
 extern struct sink_opts sink_opts;
 
@@ -58,13 +65,15 @@ extern struct sink_opts sink_opts;
 extern volatile sig_atomic_t sink_signals;	/* SIGTERM/SIGINT received so far */
 extern atomic_int sink_quit;			/* stop now (--max-messages reached) */
 extern atomic_uint_fast64_t sink_accepted;	/* messages accepted, all workers */
-extern uint32_t sink_id_prefix;			/* makes ids unique across runs */
+extern uint32_t sink_id_prefix;			/* start time: ids unique across runs */
+extern uint32_t sink_id_pid;			/* and across processes sharing a --store */
 extern atomic_uint_fast64_t sink_id_next;
 
 struct sink_stats {
 	uint64_t connections, messages, recipients, bytes;
 	uint64_t bare_lf, bare_cr, nul, long_lines;
 	uint64_t aborted, failed;
+	uint64_t tls, tls_failed;	/* handshakes finished / failed */
 };
 
 struct sink_session;
@@ -103,6 +112,8 @@ struct sink_session {
 	struct timer idle_timer, delay_timer;
 	unsigned data_mode:1, waiting:1, quitting:1, stop_after_send:1,
 		 line_overflow:1, has_mail:1, last_message:1;
+	unsigned tls_wait:1;		/* handshaking: input is not commands */
+	unsigned tls:1;			/* under TLS; tls_desc says which */
 	struct sink_buf line;		/* a command line split across receives */
 	struct sink_buf held;		/* input received while a delayed reply waits */
 	struct sink_buf reply;		/* the delayed reply */
@@ -115,6 +126,7 @@ struct sink_session {
 	struct sink_store store;
 	char id[SINK_ID_LEN];
 	char peer[NET_ADDR_STRLEN];
+	char tls_desc[SINK_TLS_DESC_MAX];	/* "<version> <cipher>", for .env and logs */
 };
 
 /* sink_session.c */
@@ -126,7 +138,7 @@ void sink_session_discard(struct sink_session *s);
 
 /* sink_store.c */
 void sink_store_init(struct sink_store *st);
-/* Opens dir/.tmp.<id>.eml; returns 0 or -1 (errno set). */
+/* Creates dir/.tmp.<id>.eml, never an existing one; returns 0 or -1 (errno set, EEXIST). */
 int sink_store_open(struct sink_store *st, const char *dir, const char *id);
 /* Dot-stuffed DATA octets, terminator included, in any split. */
 void sink_store_feed(struct sink_store *st, const char *p, size_t n);

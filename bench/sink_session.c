@@ -8,7 +8,14 @@
  *
  * The session never refuses a message for its content: it is a lenient
  * backend. Bare CR/LF, NUL and long lines are counted and logged.
+ *
+ * TLS (--tls-cert/--tls-key): STARTTLS is offered in EHLO; its 220 leaves
+ * in clear, the handshake follows, and the session starts over (RFC 3207
+ * 4.2: EHLO again, nothing said in clear is kept). --tls-implicit does the
+ * handshake first and greets under TLS. A message received under TLS gets
+ * a "TLS <version> <cipher>" line in its --store .env.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,11 +27,13 @@
 static void sink_on_recv(struct conn *c, char *data, size_t len, int bid);
 static void sink_on_drain(struct conn *c);
 static void sink_on_closed(struct conn *c);
+static void sink_on_tls(struct conn *c, int err);
 
 static const struct conn_ops sink_conn_ops = {
 	.on_recv = sink_on_recv,
 	.on_drain = sink_on_drain,
 	.on_closed = sink_on_closed,
+	.on_tls = sink_on_tls,
 };
 
 #define S_GREETING "220 " SINK_HOSTNAME " ESMTP\r\n"
@@ -38,6 +47,7 @@ static const struct conn_ops sink_conn_ops = {
 	"250-XFORWARD NAME ADDR PROTO HELO\r\n" \
 	"250 XCLIENT NAME ADDR PROTO HELO LOGIN\r\n"
 #define S_EHLO "250-" SINK_HOSTNAME "\r\n" S_EHLO_TAIL
+#define S_EHLO_STARTTLS "250-" SINK_HOSTNAME "\r\n250-STARTTLS\r\n" S_EHLO_TAIL
 
 /* Queues a literal reply; replies of one receive coalesce in conn's chunk. */
 static void
@@ -99,11 +109,21 @@ sink_parse_path(const char *arg, size_t len, const char *kw, const char **path, 
 	return 0;
 }
 
+/* STARTTLS is on offer: TLS configured, not implicit, not yet under it. */
+static int
+sink_can_starttls(const struct sink_session *s)
+{
+	return sink_opts.tls_ctx && !sink_opts.tls_implicit && !s->tls;
+}
+
 static void
 cmd_hello(struct sink_session *s, int extended)
 {
 	sink_txn_reset(s);
-	sink_reply(s, extended ? S_EHLO : "250 " SINK_HOSTNAME "\r\n");
+	if (!extended)
+		sink_reply(s, "250 " SINK_HOSTNAME "\r\n");
+	else
+		sink_reply(s, sink_can_starttls(s) ? S_EHLO_STARTTLS : S_EHLO);
 }
 
 static void
@@ -209,7 +229,23 @@ sink_new_id(struct sink_session *s)
 {
 	uint64_t n = atomic_fetch_add(&sink_id_next, 1);
 
-	snprintf(s->id, sizeof(s->id), "%08X%010llX", sink_id_prefix, (unsigned long long)n);
+	/* Start time, pid, counter: unique across runs and across mxsinks sharing DIR. */
+	snprintf(s->id, sizeof(s->id), "%08X%07X%010llX", sink_id_prefix, sink_id_pid,
+		 (unsigned long long)n);
+}
+
+/* The temp file of a new id; O_EXCL finds a clash (a pid reused within one second). */
+static int
+sink_store_begin(struct sink_session *s)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		sink_new_id(s);
+		if (sink_store_open(&s->store, sink_opts.store_dir, s->id) == 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	return -1;
 }
 
 static void
@@ -226,8 +262,9 @@ cmd_data(struct sink_session *s, const char *arg, size_t len)
 				: "503 5.5.1 Error: need RCPT command\r\n");
 		return;
 	}
-	sink_new_id(s);
-	if (sink_opts.store_dir && sink_store_open(&s->store, sink_opts.store_dir, s->id) < 0) {
+	if (!sink_opts.store_dir)
+		sink_new_id(s);
+	else if (sink_store_begin(s) < 0) {
 		log_error("mxsink: cannot create %s: %m", s->store.tmp);
 		sink_store_abort(&s->store);
 		sink_reply(s, "451 4.3.0 Error: cannot store the message\r\n");
@@ -300,6 +337,34 @@ cmd_xclient(struct sink_session *s, const char *arg, size_t len)
 	}
 }
 
+/* RFC 3207. The 220 is queued before the record layer starts, so it leaves in clear. */
+static void
+cmd_starttls(struct sink_session *s, const char *arg, size_t len)
+{
+	(void)arg;
+	if (!sink_opts.tls_ctx || sink_opts.tls_implicit) {
+		sink_reply(s, "502 5.5.1 Error: command not implemented\r\n");
+		return;
+	}
+	if (s->tls) {
+		sink_reply(s, "554 5.5.1 Error: TLS already active\r\n");
+		return;
+	}
+	if (len) {
+		sink_reply(s, "501 5.5.4 Syntax: STARTTLS\r\n");
+		return;
+	}
+	sink_txn_reset(s);
+	sink_reply(s, "220 2.0.0 Ready to start TLS\r\n");
+	if (conn_tls_start(&s->conn, sink_opts.tls_ctx, 1, NULL) < 0) {
+		log_error("mxsink: client=%s cannot start TLS (out of memory)", s->peer);
+		conn_close(&s->conn);
+		return;
+	}
+	/* sink_input drops what the client sent after STARTTLS (no injection, RFC 3207 5). */
+	s->tls_wait = 1;
+}
+
 static const struct sink_verb {
 	const char *name;
 	void (*fn)(struct sink_session *s, const char *arg, size_t len);
@@ -315,6 +380,7 @@ static const struct sink_verb {
 	{ "QUIT", cmd_quit },
 	{ "XFORWARD", cmd_xforward },
 	{ "XCLIENT", cmd_xclient },
+	{ "STARTTLS", cmd_starttls },
 };
 
 /* One command line, CRLF or LF included. */
@@ -418,6 +484,9 @@ sink_env_attrs(struct sink_session *s)
 	if (s->xclient.len && sink_buf_printf(&s->env, "XCLIENT %.*s\n",
 					      (int)s->xclient.len, s->xclient.p) < 0)
 		return -1;
+	/* Proof for tests that the link (e.g. mxgate's backend link) was encrypted. */
+	if (s->tls && sink_buf_printf(&s->env, "TLS %s\n", s->tls_desc) < 0)
+		return -1;
 	return 0;
 }
 
@@ -519,7 +588,7 @@ sink_data_feed(struct sink_session *s, const char *p, size_t n)
 static void
 sink_input(struct sink_session *s, const char *p, size_t n)
 {
-	while (n && !s->waiting && !s->quitting && !s->conn.closing) {
+	while (n && !s->waiting && !s->quitting && !s->tls_wait && !s->conn.closing) {
 		size_t used = s->data_mode ? sink_data_feed(s, p, n) : sink_cmd_feed(s, p, n);
 		p += used;
 		n -= used;
@@ -532,6 +601,11 @@ sink_input(struct sink_session *s, const char *p, size_t n)
 static void
 sink_after_input(struct sink_session *s)
 {
+	if (s->w->draining && s->tls_wait) {
+		/* Nothing to say in the middle of a handshake: just go. */
+		conn_close(&s->conn);
+		return;
+	}
 	if (s->w->draining && !s->data_mode && !s->waiting && !s->quitting) {
 		sink_reply(s, "421 4.3.2 " SINK_HOSTNAME " shutting down\r\n");
 		s->quitting = 1;
@@ -628,12 +702,47 @@ sink_on_closed(struct conn *c)
 	free(s);
 }
 
+static void
+sink_on_tls(struct conn *c, int err)
+{
+	struct sink_session *s = c->owner;
+	const char *v, *ci;
+
+	if (!s->tls_wait)
+		return;
+	s->tls_wait = 0;
+	if (err) {
+		s->w->stats.tls_failed++;
+		log_info("mxsink: client=%s TLS handshake failed: %s", s->peer, conn_tls_error(c));
+		conn_close(c);
+		return;
+	}
+	s->w->stats.tls++;
+	s->tls = 1;
+	v = conn_tls_version(c);
+	ci = conn_tls_cipher(c);
+	snprintf(s->tls_desc, sizeof(s->tls_desc), "%s %s", v ? v : "?", ci ? ci : "?");
+	if (!sink_opts.quiet)
+		log_info("mxsink: client=%s tls=%s resumed=%s", s->peer, s->tls_desc,
+			 conn_tls_resumed(c) ? "yes" : "no");
+	if (sink_opts.tls_implicit) {
+		sink_reply(s, S_GREETING);
+	} else {
+		/* RFC 3207 4.2: forget what was said in clear; the client must EHLO again. */
+		sink_txn_reset(s);
+		sink_buf_reset(&s->xclient);
+		sink_buf_reset(&s->line);
+		s->line_overflow = 0;
+	}
+	sink_after_input(s);
+}
+
 void
 sink_session_drain(struct sink_session *s)
 {
 	if (s->conn.closing || s->quitting)
 		return;
-	if (!s->data_mode && !s->waiting)
+	if (s->tls_wait || (!s->data_mode && !s->waiting))
 		sink_after_input(s);
 	/* A busy session gets its 421 after its end-of-data reply (sink_after_input). */
 }
@@ -663,7 +772,17 @@ sink_session_accept(struct acceptor *a, int fd, const struct net_addr *peer)
 	w->nsessions++;
 	w->stats.connections++;
 	timer_arm(&w->ring.timers, &s->idle_timer, SINK_IDLE_MS);
-	sink_reply(s, S_GREETING);
-	conn_flush(&s->conn);
+	if (sink_opts.tls_implicit) {
+		/* RFC 8314: handshake first; the greeting follows in sink_on_tls. */
+		if (conn_tls_start(&s->conn, sink_opts.tls_ctx, 1, NULL) < 0) {
+			log_error("mxsink: client=%s cannot start TLS (out of memory)", s->peer);
+			conn_close(&s->conn);
+			return;
+		}
+		s->tls_wait = 1;
+	} else {
+		sink_reply(s, S_GREETING);
+		conn_flush(&s->conn);
+	}
 	conn_recv_start(&s->conn);
 }

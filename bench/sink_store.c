@@ -38,7 +38,8 @@ sink_store_open(struct sink_store *st, const char *dir, const char *id)
 		if (st->stage == NULL)
 			return -1;
 	}
-	st->fd = open(st->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	/* O_EXCL: a second mxsink on the same DIR can never write into our file. */
+	st->fd = open(st->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (st->fd < 0)
 		return -1;
 	st->bol = 1;

@@ -12,7 +12,10 @@ Runs, in one go, on 127.0.0.1 only, with ports found by binding port 0:
   3. mxload vs Postfix smtp-source against the same mxsink, no pipelining;
   4. mxgate's RSS with 10,000 idle client connections;
   5. limits off vs on (embedded store, Redis): msgs/s, mxgate CPU/msg,
-     Redis commands and redis-server CPU per message.
+     Redis commands and redis-server CPU per message;
+  6. TLS: handshakes (full, resumed; implicit and STARTTLS) per second and
+     mxgate CPU per handshake against build/tlsbench (wolfSSL alone), and
+     STARTTLS vs plaintext throughput with mxgate CPU-seconds per GB.
 BENCH_ONLY=limits (comma-separated section names) runs only some sections.
 Writes BUILD/bench/results.md (also printed) and BUILD/bench/results.json.
 Standard library only. Every process it starts is recorded in
@@ -36,7 +39,7 @@ MiB = 1024 * 1024
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 SKIP_AUTO = os.environ.get("BENCH_SKIP_AUTO", "") not in ("", "0")
 # BENCH_ONLY=limits (or a comma-separated list of proxies, sinks, loaders,
-# idle, limits) runs only those sections; unset = all.
+# idle, limits, tls) runs only those sections; unset = all.
 ONLY = [x.strip() for x in os.environ.get("BENCH_ONLY", "").split(",") if x.strip()]
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -48,6 +51,8 @@ PIDFILE = os.path.join(OUT, "pids")
 MXGATE = os.path.abspath(os.path.join(BUILD, "mxgate"))
 MXSINK = os.path.abspath(os.path.join(BUILD, "mxsink"))
 MXLOAD = os.path.abspath(os.path.join(BUILD, "mxload"))
+TLSBENCH = os.path.abspath(os.path.join(BUILD, "tlsbench"))
+OPENSSL = shutil.which("openssl")
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None)
 
 
@@ -253,7 +258,7 @@ class Meter:
         return False
 
 
-def mxload_argv(port, conns, size_arg, seconds=None, messages=None, per_conn=0):
+def mxload_argv(port, conns, size_arg, seconds=None, messages=None, per_conn=0, args=()):
     argv = [MXLOAD, "--target", "127.0.0.1:%d" % port, "--connections", str(conns),
             "--size", size_arg, "--json", "--timeout", "20s"]
     if seconds is not None:
@@ -262,7 +267,7 @@ def mxload_argv(port, conns, size_arg, seconds=None, messages=None, per_conn=0):
         argv += ["--messages", str(messages)]
     if per_conn:
         argv += ["--per-connection", str(per_conn)]
-    return argv
+    return argv + list(args)
 
 
 def parse_mxload(rc, out, err, what):
@@ -272,7 +277,7 @@ def parse_mxload(rc, out, err, what):
         warn("%s: mxload exited %d without a JSON report: %s" % (what, rc, (err or out).strip()[-300:]))
         return None
     bad = {k: j.get(k, 0) for k in ("refused_total", "rcpt_refused", "connect_errors",
-                                    "disconnects", "timeouts")}
+                                    "disconnects", "timeouts", "tls_failures")}
     bad = {k: v for k, v in bad.items() if v}
     if j.get("accepted", 0) != j.get("sent", 0) or bad or j.get("accepted", 0) == 0:
         warn("%s: sent %s accepted %s %s %s" % (what, j.get("sent"), j.get("accepted"),
@@ -289,22 +294,23 @@ def count_to(sink, n):
 
 
 def mxload_cell(what, port, conns, size, size_arg, per_conn, sink, proxy_pid=None, sink_pid=None,
-                seconds=None, before=None, after=None, **extra_pids):
+                seconds=None, before=None, after=None, args=(), **extra_pids):
     """Warm up, then one measured mxload run; returns a result dict.
 
     before() and after() (optional) run right before and right after the
     timed run; after(before_value) is stored as r["extra"]. extra_pids
-    (name=pid) are metered too, as r["<name>_cpu_s"]."""
+    (name=pid) are metered too, as r["<name>_cpu_s"]. args: more mxload
+    options (--tls ...), for the warm-up too."""
     check_deadline()
     dur = seconds if seconds is not None else DURATION[size] * SCALE
-    rc, out, err, _, _ = run_timed(mxload_argv(port, conns, size_arg, seconds=WARMUP, per_conn=per_conn),
-                                   WARMUP + 40)
+    rc, out, err, _, _ = run_timed(mxload_argv(port, conns, size_arg, seconds=WARMUP, per_conn=per_conn,
+                                               args=args), WARMUP + 40)
     w = parse_mxload(rc, out, err, what + " (warm-up)")
     count_to(sink, w and w.get("accepted"))
     b = before() if before else None
     with Meter(proxy=proxy_pid, sink=sink_pid, **extra_pids) as m:
         rc, out, err, load_cpu, wall = run_timed(
-            mxload_argv(port, conns, size_arg, seconds=dur, per_conn=per_conn), dur + 60)
+            mxload_argv(port, conns, size_arg, seconds=dur, per_conn=per_conn, args=args), dur + 60)
     extra = after(b) if after else None
     j = parse_mxload(rc, out, err, what)
     r = {"what": what, "conns": conns, "size": size, "per_connection": per_conn,
@@ -836,6 +842,214 @@ on_failure = tempfail
                 warn("%s logged %d lines at log_level=warn, e.g. %s" % (name, len(lines), lines[0][:200]))
 
 
+TLS_ROUNDS = 2              # handshake cells: each mode twice, interleaved
+TLS_HS_SECONDS = 4.0        # per timed handshake run (x BENCH_SCALE)
+TLS_HS_CONNS = 10
+TLS_BENCH_SECONDS = 3.0     # per tlsbench phase (x BENCH_SCALE, at least 1 s)
+TLS_HS_MODES = [            # (label, listener, mxload options)
+    ("plain", "plain", []),
+    ("implicit full", "implicit", ["--tls", "implicit"]),
+    ("implicit resumed", "implicit", ["--tls", "implicit", "--tls-resume"]),
+    ("starttls full", "starttls", ["--tls", "starttls"]),
+    ("starttls resumed", "starttls", ["--tls", "starttls", "--tls-resume"]),
+]
+TLS_SIZES = [("100 KB", 100 * 1024, "100k"), ("1 MB", MiB, "1M")]
+
+
+def tls_test_cert(d):
+    """An ECDSA P-256 self-signed certificate (CN=localhost), made fresh for this run.
+
+    Made here rather than by conf/make-test-certs.sh so that mxgate and tlsbench
+    are measured with the same, known key type (the handshake cost depends on it)."""
+    os.makedirs(d, exist_ok=True)
+    crt, key = os.path.join(d, "server.crt"), os.path.join(d, "server.key")
+    r = subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", key, "-out", crt, "-days", "3650", "-subj", "/CN=localhost"],
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise SystemExit("bench: openssl req failed: %s" % (r.stderr or r.stdout).strip()[-300:])
+    return os.path.abspath(crt), os.path.abspath(key)
+
+
+def tls_version_line():
+    try:
+        r = subprocess.run([MXGATE, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=10)
+        return (r.stdout or r.stderr).strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.TimeoutExpired):
+        return "n/a"
+
+
+def tls_bench_reference(crt, key):
+    """build/tlsbench (wolfSSL alone, in memory): the yardstick; None when it is missing or fails."""
+    if not os.access(TLSBENCH, os.X_OK):
+        warn("%s not found: the tlsbench reference row of the TLS section is skipped" % TLSBENCH)
+        return None
+    secs = max(1.0, TLS_BENCH_SECONDS * SCALE)
+    argv = [TLSBENCH, "--cert", crt, "--key", key, "--seconds", "%g" % secs, "--json", "--resume", "--bulk"]
+    rc, out, err, cpu, wall = run_timed(argv, 3 * secs + 60)
+    try:
+        j = json.loads(out.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        warn("tlsbench exited %d without a JSON report: %s" % (rc, (err or out).strip()[-300:]))
+        return None
+    j["argv"] = argv[1:]
+    j["wall_s"] = round(wall, 3)
+    log("tlsbench: full %s hs/s (server %s us CPU each), resumed %s hs/s (%s us), bulk decrypt %s GB/s" % (
+        j.get("full_hs_per_s"), j.get("server_cpu_us_per_full_hs"), j.get("resumed_hs_per_s"),
+        j.get("server_cpu_us_per_resumed_hs"), j.get("bulk_decrypt_gbps")))
+    return j
+
+
+def tls_hs_agg(runs):
+    """The rounds of one handshake mode, summed: CPU and counts over all their connections."""
+    agg = {"ok": all(r.get("ok") for r in runs), "runs": len(runs)}
+    js = [r.get("mxload") or {} for r in runs]
+    opened = sum(j.get("connections_opened", 0) for j in js)
+    hs = sum(j.get("tls_handshakes", 0) for j in js)
+    res = sum(j.get("tls_resumed", 0) for j in js)
+    cpu = sum(r.get("proxy_cpu_s") or 0 for r in runs)
+    el = sum(j.get("elapsed_s", 0) for j in js)
+    agg.update({"connections": opened, "handshakes": hs, "resumed": res, "proxy_cpu_s": round(cpu, 2),
+                "elapsed_s": round(el, 3), "msgs_per_s": [r.get("msgs_per_s") for r in runs]})
+    if el:
+        agg["conns_per_s"] = opened / el
+        agg["hs_per_s"] = hs / el
+    if opened and cpu:
+        agg["cpu_us_per_conn"] = cpu * 1e6 / opened
+    if hs and cpu:
+        agg["cpu_us_per_hs"] = cpu * 1e6 / hs
+        agg["hs_per_core_s"] = hs / cpu          # handshakes per second of mxgate CPU
+        agg["resumed_share"] = res / hs
+    for k in ("tls_version", "tls_cipher"):
+        v = [j.get(k) for j in js if j.get(k)]
+        agg[k] = v[-1] if v else None
+    bw = [r["machine_busy_s"] / r["wall_s"] for r in runs if r.get("wall_s")]
+    agg["machine_busy_cores"] = sum(bw) / len(bw) if bw else None
+    lw = [r["loader_cpu_s"] / r["wall_s"] for r in runs if r.get("wall_s")]
+    agg["loader_cores"] = max(lw) if lw else None
+    gw = [(r.get("proxy_cpu_s") or 0) / r["wall_s"] for r in runs if r.get("wall_s")]
+    agg["proxy_cores"] = max(gw) if gw else None
+    fw = [(r.get("other_cpu_s") or 0) / r["wall_s"] for r in runs if r.get("wall_s")]
+    agg["foreign_cpu"] = max(fw) if fw else None
+    return agg
+
+
+def section_tls(res):
+    """Handshakes and bulk throughput over TLS, mxgate (workers 1) against wolfSSL alone (tlsbench)."""
+    out = {"connections": TLS_HS_CONNS, "rounds": TLS_ROUNDS, "hs": {}, "bulk": [],
+           "mxgate_version": tls_version_line()}
+    res["tls"] = out
+    if not OPENSSL:
+        warn("openssl not installed: no test certificate, the TLS section is skipped")
+        out["skipped"] = "no openssl"
+        return
+    crt, key = tls_test_cert(os.path.join(OUT, "tls"))
+    out["certificate"] = "ECDSA P-256, self-signed, CN=localhost (%s)" % crt
+    sink_port = free_port()
+    start("mxsink-6", [MXSINK, "--listen", "127.0.0.1:%d" % sink_port, "--quiet"], sink_port)
+    sink_pid = procs["mxsink-6"].pid
+    ports = {"plain": free_port(), "starttls": free_port(), "implicit": free_port()}
+    extra = """
+[listener starttls]
+listen = 127.0.0.1:%d
+tls = starttls
+relay_domains = *
+
+[listener implicit]
+listen = 127.0.0.1:%d
+tls = implicit
+relay_domains = *
+
+[tls]
+certificate = %s
+key = %s
+""" % (ports["starttls"], ports["implicit"], crt, key)
+    start("mxgate-tls", [MXGATE, "-c", mxgate_conf("mxgate-tls", ports["plain"], sink_port, 1, extra)],
+          ports["plain"])
+    gpid = procs["mxgate-tls"].pid
+    for name in ("starttls", "implicit"):
+        if not port_open(ports[name]):
+            raise SystemExit("bench: mxgate-tls does not listen on its %s port %d" % (name, ports[name]))
+    log("TLS: %s" % out["mxgate_version"])
+
+    # 1. Handshakes: one message per connection, so each connection is one handshake.
+    dur = TLS_HS_SECONDS * SCALE
+    runs = {m[0]: [] for m in TLS_HS_MODES}
+    for rnd in range(TLS_ROUNDS):
+        for label, lst, args in TLS_HS_MODES:
+            what = "tls hs %s 1 KB x%d 1/conn #%d" % (label, TLS_HS_CONNS, rnd + 1)
+            runs[label].append(mxload_cell(what, ports[lst], TLS_HS_CONNS, 1024, "1k", 1, "mxsink-6",
+                                           proxy_pid=gpid, sink_pid=sink_pid, seconds=dur, args=args))
+    plain = tls_hs_agg(runs["plain"])
+    out["hs"]["plain"] = plain
+    for label, lst, args in TLS_HS_MODES[1:]:
+        a = tls_hs_agg(runs[label])
+        # What TLS adds to a connection: the plaintext connection's CPU taken away.
+        if a.get("cpu_us_per_hs") is not None and plain.get("cpu_us_per_conn") is not None:
+            a["tls_cpu_us_per_hs"] = a["cpu_us_per_hs"] - plain["cpu_us_per_conn"]
+            if a["tls_cpu_us_per_hs"] > 0:
+                a["tls_hs_per_core_s"] = 1e6 / a["tls_cpu_us_per_hs"]
+        if "resumed" in label and a.get("handshakes") and a.get("resumed_share", 0) < 0.9:
+            warn("TLS %s: only %d of %d handshakes were resumed" % (label, a["resumed"], a["handshakes"]))
+        if "full" in label and a.get("resumed"):
+            warn("TLS %s: %d handshakes were resumed" % (label, a["resumed"]))
+        out["hs"][label] = a
+    out["hs_runs"] = runs
+
+    # 2. The yardstick, while mxgate is idle.
+    tb = tls_bench_reference(crt, key)
+    out["tlsbench"] = tb
+    if tb:
+        for label in out["hs"]:
+            a = out["hs"][label]
+            kind = "resumed" if "resumed" in label else "full"
+            ref = tb.get("server_cpu_us_per_%s_hs" % kind)
+            setup = tb.get("server_setup_us_per_hs") or 0
+            if ref and a.get("tls_cpu_us_per_hs") is not None:
+                a["ratio_tlsbench"] = a["tls_cpu_us_per_hs"] / ref
+                a["ratio_tlsbench_with_setup"] = a["tls_cpu_us_per_hs"] / (ref + setup)
+                a["ratio_tlsbench_whole_conn"] = a["cpu_us_per_hs"] / ref
+
+    # 3. Bulk: plaintext vs STARTTLS, many messages per connection, side by side per size.
+    for label, size, size_arg in TLS_SIZES:
+        row = {"size_label": label, "size": size, "conns": 10}
+        for mode, lst, args in (("plain", "plain", []), ("starttls", "starttls", ["--tls", "starttls"])):
+            r = mxload_cell("tls bulk %s %s x10" % (mode, label), ports[lst], 10, size, size_arg, 0,
+                            "mxsink-6", proxy_pid=gpid, sink_pid=sink_pid, args=args)
+            j = r.get("mxload") or {}
+            nbytes = j.get("bytes_accepted")
+            if nbytes is None and j:
+                nbytes = j.get("mb_per_s", 0) * j.get("elapsed_s", 0) * MiB
+            cpu = r.get("proxy_cpu_s")
+            if nbytes and cpu:
+                gb = nbytes / 1e9
+                r["proxy_cpu_s_per_gb"] = cpu / gb
+                r["gb_per_s_per_core"] = gb / cpu
+            row[mode] = r
+        p, t = row["plain"], row["starttls"]
+        if p.get("proxy_cpu_s_per_gb") and t.get("proxy_cpu_s_per_gb"):
+            row["tls_cpu_s_per_gb"] = t["proxy_cpu_s_per_gb"] - p["proxy_cpu_s_per_gb"]
+        out["bulk"].append(row)
+
+    p = procs.get("mxgate-tls")
+    if p is not None and p.poll() is not None:
+        warn("mxgate-tls exited during the run (status %s); see %s" % (p.returncode, p.logpath))
+    stop("mxgate-tls")
+    tot = sink_totals("mxsink-6")
+    out["mxsink_totals"] = tot
+    if tot and tot["messages"] != accepted_by_sink.get("mxsink-6", 0):
+        warn("mxsink (TLS section) counted %d messages, the clients had %d accepted" % (
+            tot["messages"], accepted_by_sink.get("mxsink-6", 0)))
+    path = os.path.join(OUT, "mxgate-tls.log")
+    if os.path.exists(path) and os.path.getsize(path) > 0:
+        with open(path, errors="replace") as fh:
+            lines = fh.read().splitlines()
+        out["mxgate-tls_log_lines"] = len(lines)
+        if lines:
+            warn("mxgate-tls logged %d lines at log_level=warn, e.g. %s" % (len(lines), lines[0][:200]))
+
+
 # ------------------------------------------------------------------ report
 
 def f(v, nd=1):
@@ -1077,6 +1291,104 @@ def report(res):
                  "cores means the run was bound by latency (waiting for Redis), not by CPU." % (
                      ", ".join(sorted({c.split("|")[0].upper() for c in REDIS_CLIENT_CMDS})), NCPU))
         L.append("")
+    T = res.get("tls")
+    if T and not T.get("skipped") and T.get("hs"):
+        tb = T.get("tlsbench") or {}
+        L.append("## 6. TLS: handshakes and throughput (mxload -> mxgate `workers = 1` -> mxsink)")
+        L.append("")
+        L.append("Library: `%s`; %s. One mxgate with three listeners (plain, `tls = starttls`, "
+                 "`tls = implicit`), `[tls]` with that certificate and the default session tickets; "
+                 "the backend link is plaintext. mxload: one thread, no PIPELINING, no certificate "
+                 "check, X25519 first (core's client preferences)." % (
+                     T.get("mxgate_version"), T.get("certificate", "-")))
+        if tb:
+            L.append("Reference: `build/tlsbench` (wolfSSL %s, AES-NI %s, SP asm %s; %s %s %s; "
+                     "server and client in one thread, in memory, only the server's CPU counted)." % (
+                         tb.get("wolfssl"), "on" if tb.get("aesni") else "off",
+                         "on" if tb.get("sp_asm") else "off", tb.get("version"), tb.get("group"),
+                         tb.get("cipher")))
+        else:
+            L.append("Reference: `build/tlsbench` **not run** (missing or failed, see warnings): "
+                     "the ratio column is empty.")
+        L.append("")
+        L.append("**Handshakes.** 1 KB, %d connections, one message per connection "
+                 "(`--per-connection 1`), so one handshake per connection; each mode %d x %s s, "
+                 "interleaved, each after a %.1f s warm-up; figures over all the rounds. "
+                 "\"CPU us/conn\": mxgate's utime+stime / connections (the whole connection: TCP, SMTP "
+                 "dialog, relay to mxsink, TLS). \"TLS us/hs\": that minus the plaintext row's "
+                 "CPU per connection, i.e. what TLS adds; \"hs/s per core\": 10^6 / TLS us/hs. Ratio = "
+                 "TLS us/hs / tlsbench server CPU per handshake of the same kind (goal <= 1.3 for "
+                 "full handshakes); \"+setup\" counts tlsbench's wolfSSL_new/free too (%s us), which "
+                 "mxgate pays as well; \"whole\" uses the whole connection's CPU instead. \"cores\" and "
+                 "\"foreign CPU\" (processes other than mxload, mxgate and mxsink): the most of any round, "
+                 "in CPUs of %d; a busy machine makes every figure less reliable." % (
+                     T["connections"], T["rounds"], f(TLS_HS_SECONDS * SCALE), WARMUP,
+                     f(tb.get("server_setup_us_per_hs"), 2), NCPU))
+        L.append("")
+        L.append("| mode | conns/s | handshakes (resumed) | version, cipher | mxgate CPU us/conn | TLS us/hs "
+                 "| hs/s per core (TLS part) | hs/s per core (whole conn) | tlsbench us/hs | ratio | +setup | whole "
+                 "| cores: mxload / mxgate | foreign CPU |")
+        L.append("|" + "---|" * 14)
+        for label, _, _ in TLS_HS_MODES:
+            a = T["hs"].get(label) or {}
+            kind = "resumed" if "resumed" in label else "full"
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, f(a.get("conns_per_s"), 0),
+                "-" if label == "plain" else "%d (%d)" % (a.get("handshakes", 0), a.get("resumed", 0)),
+                "-" if not a.get("tls_version") else "%s %s" % (a["tls_version"], a["tls_cipher"]),
+                f(a.get("cpu_us_per_conn"), 1), f(a.get("tls_cpu_us_per_hs"), 1),
+                f(a.get("tls_hs_per_core_s"), 0), f(a.get("hs_per_core_s"), 0),
+                "-" if label == "plain" else f(tb.get("server_cpu_us_per_%s_hs" % kind), 1),
+                "**%s**" % f(a.get("ratio_tlsbench"), 2) if a.get("ratio_tlsbench") is not None else "-",
+                f(a.get("ratio_tlsbench_with_setup"), 2), f(a.get("ratio_tlsbench_whole_conn"), 2),
+                "-" if a.get("loader_cores") is None else "%.2f / %.2f" % (a["loader_cores"], a["proxy_cores"]),
+                f(a.get("foreign_cpu"), 2)))
+            if a and not a.get("ok"):
+                L.append("| **WARNING** | %s had refused/failed messages or no report: see warnings | | | | | | | | | | | | |" % label)
+        L.append("")
+        if tb:
+            L.append("tlsbench alone: %s full handshakes/s (server %s us CPU each + %s us setup), %s resumed/s "
+                     "(%s us), bulk decrypt %s GB/s on one core." % (
+                         f(tb.get("full_hs_per_s"), 0), f(tb.get("server_cpu_us_per_full_hs"), 1),
+                         f(tb.get("server_setup_us_per_hs"), 1), f(tb.get("resumed_hs_per_s"), 0),
+                         f(tb.get("server_cpu_us_per_resumed_hs"), 1), f(tb.get("bulk_decrypt_gbps"), 2)))
+            L.append("")
+        L.append("**Throughput.** STARTTLS vs plaintext, 10 connections, many messages per connection, "
+                 "%s s per cell (1 MB: %s s) after a %.1f s warm-up, the two modes back to back. "
+                 "GB = 10^9 bytes of message; \"CPU s/GB\" = mxgate CPU-seconds per GB relayed; "
+                 "\"GB/s per core\" = its inverse (goal for STARTTLS >= 3 with an AES-NI build); "
+                 "\"TLS s/GB\" = STARTTLS minus plaintext CPU s/GB." % (
+                     f(DURATION[100 * 1024] * SCALE), f(DURATION[MiB] * SCALE), WARMUP))
+        L.append("")
+        L.append("| size | mode | msgs/s | MB/s | mxgate CPU ms/msg | mxgate CPU s/GB | GB/s per core | TLS s/GB "
+                 "| cores: mxload / mxgate / mxsink / foreign |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for row in T.get("bulk", []):
+            for mode in ("plain", "starttls"):
+                c = row.get(mode) or {}
+                w = c.get("wall_s") or 0
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    row["size_label"], mode, f(c.get("msgs_per_s")), f(c.get("mb_per_s")),
+                    f(c.get("proxy_cpu_ms_per_msg"), "ms"), f(c.get("proxy_cpu_s_per_gb"), 3),
+                    "**%s**" % f(c.get("gb_per_s_per_core"), 2) if mode == "starttls" and c.get("gb_per_s_per_core")
+                    else f(c.get("gb_per_s_per_core"), 2),
+                    f(row.get("tls_cpu_s_per_gb"), 3) if mode == "starttls" else "-",
+                    "-" if not w else " / ".join("-" if v is None else "%.2f" % (v / w) for v in
+                                                 (c.get("loader_cpu_s"), c.get("proxy_cpu_s"), c.get("sink_cpu_s"),
+                                                  c.get("other_cpu_s")))))
+                if c and not c.get("ok"):
+                    L.append("| **WARNING** | %s | had refused/failed messages or no report: see warnings | | | | | | |" % mode)
+        L.append("")
+        full = (T["hs"].get("implicit full") or {}).get("ratio_tlsbench")
+        if full is not None:
+            L.append("- mxgate CPU per full handshake (implicit, TLS part) / tlsbench server CPU per full "
+                     "handshake = **%.2f** (goal <= 1.3)." % full)
+        big = [r for r in T.get("bulk", []) if r.get("size") == MiB]
+        if big and (big[0].get("starttls") or {}).get("gb_per_s_per_core"):
+            L.append("- STARTTLS 1 MB: mxgate relays **%.2f GB/s per core** of its CPU (goal >= 3, AES-NI %s)." % (
+                big[0]["starttls"]["gb_per_s_per_core"],
+                "on" if "AES-NI on" in (T.get("mxgate_version") or "") else "off"))
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -1116,7 +1428,8 @@ def main():
                 ("sinks", "mxsink vs smtp-sink", section_sinks),
                 ("loaders", "mxload vs smtp-source", section_loaders),
                 ("idle", "idle connections", section_idle),
-                ("limits", "limits off / embedded / redis", section_limits)]
+                ("limits", "limits off / embedded / redis", section_limits),
+                ("tls", "TLS: handshakes and throughput", section_tls)]
     names = [s[0] for s in sections]
     bad = [x for x in ONLY if x not in names]
     if bad:
