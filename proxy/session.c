@@ -1062,8 +1062,8 @@ on_closed(struct conn *c)
 	struct session *s = c->owner;
 	char helo[100];
 
-	log_info("conn id=%s client=%s listener=%s helo=%s messages=%u errors=%u in=%llu out=%llu ms=%llu reason=%s",
-		 s->id, s->peer_str, s->lst->name,
+	log_info("conn id=%s client=%s %s listener=%s helo=%s messages=%u errors=%u in=%llu out=%llu ms=%llu reason=%s",
+		 s->id, s->peer_str, s->tls_info[0] ? s->tls_info : "tls=-", s->lst->name,
 		 s->helo ? log_escape(helo, sizeof(helo), s->helo_name, strlen(s->helo_name)) : "-",
 		 s->messages, s->errors, (unsigned long long)c->bytes_in,
 		 (unsigned long long)c->bytes_out, (unsigned long long)(timer_now_ms() - s->start_ms),
@@ -1163,7 +1163,8 @@ on_tls(struct conn *c, int err)
 	}
 	s->tls = 1;
 	sni = conn_tls_sni(c);
-	log_info("conn=%s client=%s tls=%s cipher=%s resumed=%s sni=%s", s->id, s->peer_str,
+	/* Logged with the connection's summary line: one log write per connection, not two. */
+	snprintf(s->tls_info, sizeof(s->tls_info), "tls=%s cipher=%s resumed=%s sni=%s",
 		 conn_tls_version(c), conn_tls_cipher(c), conn_tls_resumed(c) ? "yes" : "no",
 		 sni ? sni : "-");
 	if (!s->greeted) {

@@ -90,6 +90,7 @@ struct session {
 	int proxy_auto;			/* proxy_protocol = auto: no header is also fine */
 	int greeted;			/* the 220 greeting went out */
 	int tls;			/* TLS is up (implicit, or after STARTTLS) */
+	char tls_info[160];		/* "tls=TLSv1.3 cipher=... resumed=no sni=-" for the log */
 	/* AUTH (RFC 4954) */
 	int auth_step;			/* enum auth_step: waiting for a 334 answer, or checking */
 	struct auth_job *auth_job;	/* a password check on the offload pool */

@@ -2,7 +2,8 @@
 # demo.sh [BUILD] - the two-minute tour: mxsink on 127.0.0.1:2600, mxgate
 # with conf/mxgate.conf (listening on 127.0.0.1:2525) in front of it,
 # mxload pushing 4 KB messages over 50 connections for 10 s through
-# mxgate, then everything stopped and mxsink's totals printed.
+# mxgate; then the same for 5 s over STARTTLS with a throwaway certificate;
+# then everything stopped and mxsink's totals printed.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -84,6 +85,27 @@ load_rc=0
 
 echo "== stopping mxgate (SIGTERM)"
 stop "$GATE_PID"; GATE_PID=
+
+# The same, over STARTTLS: a throwaway CA and certificate, and the example
+# config with a TLS listener added (conf/mxgate.conf itself stays plain).
+TLS_PORT=2587
+TLS_CONF="$LOGDIR/mxgate-tls.conf"
+echo "== TLS: conf/make-test-certs.sh, then mxgate with a STARTTLS listener on 127.0.0.1:$TLS_PORT"
+conf/make-test-certs.sh "$LOGDIR/tls" >/dev/null
+{
+	cat "$CONF"
+	printf '\n[listener tls]\nlisten = 127.0.0.1:%s\ntls = starttls\nrequire_tls = yes\nrelay_domains = *\n' "$TLS_PORT"
+	printf '\n[tls]\ncertificate = %s\nkey = %s\n' "$LOGDIR/tls/server.crt" "$LOGDIR/tls/server.key"
+} >"$TLS_CONF"
+"$BUILD/mxgate" -c "$TLS_CONF" >"$LOGDIR/mxgate-tls.log" 2>&1 </dev/null &
+GATE_PID=$!
+wait_port $TLS_PORT "$GATE_PID" mxgate "$LOGDIR/mxgate-tls.log"
+"$BUILD/mxgate" -V
+echo "== mxload: 50 connections, 5 s, 4 KB messages, STARTTLS through mxgate"
+"$BUILD/mxload" --target "127.0.0.1:$TLS_PORT" --tls starttls --connections 50 --duration 5s --size 4k || load_rc=$?
+echo "== stopping mxgate (SIGTERM)"
+stop "$GATE_PID"; GATE_PID=
+
 echo "== mxsink totals"
 stop "$SINK_PID"; SINK_PID=
 cat "$LOGDIR/mxsink.log"
