@@ -495,7 +495,15 @@ on_forward_reply(struct blink *l, void *owner, int code, const char *text, size_
 			blink_command(l, line, strlen(line), on_forward_ehlo_reply, s, 0);
 			return;
 		}
+		/*
+		 * Sending on would make the backend take mxgate, often a trusted
+		 * address, for the client: better a temporary failure.
+		 */
 		log_warn("conn=%s backend=%s XCLIENT refused with %d", s->id, l->pool->name, code);
+		session_reply(s, "451 4.4.1 Error: backend refused the client's identity; try again later");
+		txn_end(s, LINK_ABORT);
+		session_resume_commands(s);
+		return;
 	} else if (code != 250) {
 		/* The message still goes; the backend just logs mxgate as the client. */
 		log_warn("conn=%s backend=%s XFORWARD refused with %d", s->id, l->pool->name, code);
@@ -503,7 +511,11 @@ on_forward_reply(struct blink *l, void *owner, int code, const char *text, size_
 	send_mail(s);
 }
 
-/* Tells the backend who the real client is, when configured and offered. */
+/*
+ * Tells the backend who the real client is, when configured and offered.
+ * Returns 1 when a command went out (its reply goes on), 0 when MAIL can
+ * go at once, -1 when the transaction was refused here.
+ */
 static int
 forward_client(struct session *s, struct blink *l)
 {
@@ -512,17 +524,39 @@ forward_client(struct session *s, struct blink *l)
 		.proto = session_proto(s), .login = s->auth_user[0] ? s->auth_user : NULL,
 	};
 	char line[SMTP_LINE_MAX];
-	int n = -1;
+	const char *verb;
+	unsigned attrs;
+	int n;
 
 	if (l->pool->forward == CFG_FORWARD_XFORWARD && (l->caps & BCAP_XFORWARD)) {
-		n = envelope_forward_line("XFORWARD", l->xforward_attrs, &fi, line, sizeof(line));
+		verb = "XFORWARD";
+		attrs = l->xforward_attrs;
 	} else if (l->pool->forward == CFG_FORWARD_XCLIENT && (l->caps & BCAP_XCLIENT)) {
-		n = envelope_forward_line("XCLIENT", l->xclient_attrs, &fi, line, sizeof(line));
-		if (n > 0)
-			l->no_reuse = 1;
-	}
-	if (n <= 0)
+		verb = "XCLIENT";
+		attrs = l->xclient_attrs;
+		/* Postfix's XCLIENT takes SMTP or ESMTP only (501 for ESMTPSA). */
+		fi.proto = s->esmtp ? "ESMTP" : "SMTP";
+	} else {
 		return 0;
+	}
+	n = envelope_forward_line(verb, attrs, &fi, line, sizeof(line));
+	if (n < 0) {
+		/* A HELO long enough to push the line past 512 octets must not hide ADDR and LOGIN. */
+		fi.helo = NULL;
+		n = envelope_forward_line(verb, attrs, &fi, line, sizeof(line));
+	}
+	if (n <= 0) {
+		log_warn("conn=%s backend=%s %s line does not fit in 512 octets", s->id,
+			 l->pool->name, verb);
+		if (verb[1] == 'F')
+			return 0;	/* XFORWARD only informs the backend's logs */
+		session_reply(s, "451 4.4.1 Error: cannot pass the client's identity to the backend");
+		txn_end(s, LINK_ABORT);
+		session_resume_commands(s);
+		return -1;
+	}
+	if (verb[1] == 'C')
+		l->no_reuse = 1;
 	blink_command(l, line, (size_t)n, on_forward_reply, s, 0);
 	return 1;
 }
@@ -542,7 +576,7 @@ link_ready(void *owner, struct blink *l)
 	}
 	s->tx.link = l;
 	snprintf(s->tx.backend, sizeof(s->tx.backend), "%s", l->pool->name);
-	if (!forward_client(s, l))
+	if (forward_client(s, l) == 0)
 		send_mail(s);
 }
 

@@ -498,7 +498,7 @@ bdat_ok(struct slice a)
 /*
  * RFC 4954 4: "AUTH" SP sasl-mech [SP initial-response], mech-char =
  * UPPER-ALPHA / DIGIT / "-" / "_" (lower case tolerated), and the
- * initial response is base64 or a lone "=".
+ * initial response is one token (base64 or a lone "=", checked by sasl.c).
  */
 static int
 auth_ok(struct slice a)
@@ -513,8 +513,12 @@ auth_ok(struct slice a)
 		return 1;
 	if (*p++ != ' ')
 		return 0;
+	/*
+	 * Any one token: whether it is valid base64 is the SASL layer's call,
+	 * whose answer (501 5.5.2, RFC 4954 4) differs from a syntax error's.
+	 */
 	r = p;
-	while (p < end && (is_letdig(*p) || *p == '+' || *p == '/' || *p == '='))
+	while (p < end && *p > ' ' && *p < 0x7f)
 		p++;
 	return p == end && p > r;
 }

@@ -971,14 +971,16 @@ def postfix_skip_reason():
     return None
 
 
-def start_postfix_smtpd(test, port=None, relay_domains="example.test", extra_main=None):
+def start_postfix_smtpd(test, port=None, relay_domains="example.test", extra_main=None,
+                        extra_services=()):
     """
     A private Postfix instance under test.tmpdir/postfix whose smtpd listens
     on 127.0.0.1:port, trusts 127.0.0.0/8 for XFORWARD and XCLIENT, relays
     relay_domains and discards every message (discard transport); logs to
     its own maillog file (Postfix.log()). Started with `postfix -c DIR
     start`, stopped in the test's cleanup with `postfix -c DIR stop` and
-    then by the master's pid. Needs root.
+    then by the master's pid. Needs root. extra_main adds main.cf
+    settings; extra_services adds master.cf rows (tuples of its 8 fields).
     """
     import pwd
     port = port or free_port()
@@ -1027,7 +1029,7 @@ def start_postfix_smtpd(test, port=None, relay_domains="example.test", extra_mai
         ("anvil", "unix", "-", "-", "n", "-", "1", "anvil"),
         ("scache", "unix", "-", "-", "n", "-", "1", "scache"),
         ("postlog", "unix-dgram", "n", "-", "n", "-", "1", "postlogd"),
-    ]
+    ] + list(extra_services)
     with open(os.path.join(conf, "master.cf"), "w") as f:
         f.write("".join(" ".join(s) + "\n" for s in services))
     r = subprocess.run([POSTFIX, "-c", conf, "start"], stdout=subprocess.PIPE,

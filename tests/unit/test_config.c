@@ -254,7 +254,7 @@ test_full(void **state)
 		"protocol = smtp\n"
 		"weight = 1000\n"
 		"max_connections = 100000\n"				/* 30 */
-		"tls = no\n"
+		"tls = starttls\n"
 		"tls_verify = no\n"
 		"tls_ca = /etc/ssl/ca.pem\n"
 		"forward_client = none\n"
@@ -329,7 +329,7 @@ test_full(void **state)
 	assert_int_equal(b->protocol, CFG_PROTO_SMTP);
 	assert_int_equal(b->weight, 1000);
 	assert_int_equal(b->max_connections, 100000);
-	assert_int_equal(b->tls, 0);
+	assert_int_equal(b->tls, 1);
 	assert_int_equal(b->tls_verify, 0);
 	assert_string_equal(b->tls_ca, "/etc/ssl/ca.pem");
 	assert_int_equal(b->forward_client, CFG_FORWARD_NONE);
@@ -482,7 +482,7 @@ static void
 test_err_sections(void **state)
 {
 	static const char *const later[] = {
-		"tls", "route example.test", "dnsbl", "auth", "metrics",
+		"route example.test", "dnsbl", "metrics",
 	};
 	char text[512], want[128];
 
@@ -614,25 +614,10 @@ test_err_validation(void **state)
 static void
 test_err_not_supported(void **state)
 {
-	static const struct { const char *key; const char *text; } cases[] = {
-		{ "tls = starttls", LISTENER "tls = starttls\n" BACKEND },
-		{ "tls = implicit", LISTENER "tls = implicit\n" BACKEND },
-		{ "require_tls = yes", LISTENER "require_tls = true\n" BACKEND },
-		{ "mode = submission", LISTENER "mode = submission\n" BACKEND },
-		{ "tls = starttls", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\ntls = starttls\n" },
-		{ "protocol = lmtp", BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\nprotocol = lmtp\n" },
-	};
-	char want[128];
-
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		snprintf(want, sizeof(want), "%s is not supported by this version", cases[i].key);
-		/* The refused key is always on line 4 or 8 of these files. */
-		expect_err(cases[i].text, cases[i].text[1] == 'l' ? 4 : 8, want);
-	}
-	/* A relay listener that asks for submission still gets the submission refusal first. */
-	expect_err(BACKEND "[listener s]\nlisten = 127.0.0.1:587\nmode = submission\n", 5,
-		   "mode = submission is not supported by this version");
+	/* LMTP backends come later: refused, never ignored. */
+	expect_err(BACKEND LISTENER "[backend two]\naddress = 127.0.0.1:1\nprotocol = lmtp\n", 8,
+		   "protocol = lmtp is not supported by this version");
 }
 
 /* ------------------------------------------------------------------ */
@@ -994,6 +979,283 @@ test_err_file(void **state)
 	assert_int_equal(strlen(err), 7);
 }
 
+/* ------------------------------------------------------------------ */
+/* [tls], [tls HOSTNAME], [auth] and the TLS keys of listeners/backends */
+/* ------------------------------------------------------------------ */
+
+static void
+test_tls_section(void **state)
+{
+	static const char text[] =
+		"[listener smtp]\n"				/* 1 */
+		"listen = 127.0.0.1:2525\n"
+		"relay_domains = *\n"
+		"tls = starttls\n"
+		"require_tls = yes\n"				/* 5 */
+		"[listener smtps]\n"
+		"listen = 127.0.0.1:2465\n"
+		"relay_domains = *\n"
+		"tls = implicit\n"
+		"[backend sink]\n"				/* 10 */
+		"address = 127.0.0.1:2600\n"
+		"tls = starttls\n"
+		"tls_verify = yes\n"
+		"tls_ca = /etc/mxgate/ca.pem\n"
+		"[backend other]\n"				/* 15 */
+		"address = 127.0.0.1:2601\n"
+		"tls = STARTTLS\n"
+		"[tls]\n"
+		"certificate = /etc/mxgate/server.crt\n"
+		"key = /etc/mxgate/server.key\n"		/* 20 */
+		"protocols = TLSv1.3\n"
+		"session_tickets = no\n"
+		"[tls Other.Example.TEST]\n"
+		"certificate = /etc/mxgate/other.crt\n"
+		"key = /etc/mxgate/other.key\n"			/* 25 */
+		"\n"
+		"[tls *.wild.example.test]\n"
+		"key = /w.key\n"
+		"certificate = /w.crt\n";
+	struct config *c = load_ok(text);
+
+	(void)state;
+	assert_int_equal(c->listeners[0].tls, CFG_TLS_STARTTLS);
+	assert_int_equal(c->listeners[0].require_tls, 1);
+	assert_int_equal(c->listeners[0].mode, CFG_MODE_RELAY);
+	assert_int_equal(c->listeners[1].tls, CFG_TLS_IMPLICIT);
+	assert_int_equal(c->listeners[1].require_tls, 0);
+	assert_int_equal(c->backends[0].tls, 1);
+	assert_int_equal(c->backends[0].tls_verify, 1);
+	assert_string_equal(c->backends[0].tls_ca, "/etc/mxgate/ca.pem");
+	assert_int_equal(c->backends[1].tls, 1);
+	assert_int_equal(c->backends[1].tls_verify, 1);	/* default yes */
+	assert_null(c->backends[1].tls_ca);		/* the system bundle */
+
+	assert_int_equal(c->tls.enabled, 1);
+	assert_null(c->tls.def.name);
+	assert_int_equal(c->tls.def.line, 18);
+	assert_string_equal(c->tls.def.certificate, "/etc/mxgate/server.crt");
+	assert_string_equal(c->tls.def.key, "/etc/mxgate/server.key");
+	assert_int_equal(c->tls.def.keyline[0], 19);	/* errors about the files name these lines */
+	assert_int_equal(c->tls.def.keyline[1], 20);
+	assert_int_equal(c->tls.protocols, CFG_TLS_V13);
+	assert_int_equal(c->tls.session_tickets, 0);
+
+	assert_int_equal(c->tls.nsites, 2);
+	assert_string_equal(c->tls.sites[0].name, "other.example.test");	/* lower-cased */
+	assert_int_equal(c->tls.sites[0].line, 23);
+	assert_string_equal(c->tls.sites[0].certificate, "/etc/mxgate/other.crt");
+	assert_string_equal(c->tls.sites[0].key, "/etc/mxgate/other.key");
+	assert_int_equal(c->tls.sites[0].keyline[0], 24);
+	assert_int_equal(c->tls.sites[0].keyline[1], 25);
+	assert_string_equal(c->tls.sites[1].name, "*.wild.example.test");
+	assert_int_equal(c->tls.sites[1].line, 27);
+	assert_string_equal(c->tls.sites[1].certificate, "/w.crt");
+	assert_string_equal(c->tls.sites[1].key, "/w.key");
+	assert_int_equal(c->tls.sites[1].keyline[0], 29);	/* certificate, whatever the key order */
+	assert_int_equal(c->tls.sites[1].keyline[1], 28);
+	assert_int_equal(c->auth.enabled, 0);
+	config_unref(c);
+
+	/* Defaults: no [tls] at all; then [tls] with only the files. */
+	c = load_ok(LISTENER BACKEND);
+	assert_int_equal(c->tls.enabled, 0);
+	assert_int_equal(c->tls.nsites, 0);
+	assert_int_equal(c->listeners[0].tls, CFG_TLS_NONE);
+	assert_int_equal(c->listeners[0].require_tls, 0);
+	assert_int_equal(c->backends[0].tls, 0);
+	assert_int_equal(c->backends[0].tls_verify, 1);
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND "[tls]\ncertificate = a.crt\nkey = a.key\n");
+	assert_int_equal(c->tls.enabled, 1);
+	assert_int_equal(c->tls.protocols, CFG_TLS_V12 | CFG_TLS_V13);
+	assert_int_equal(c->tls.session_tickets, 1);
+	assert_string_equal(c->tls.def.certificate, "a.crt");
+	config_unref(c);
+
+	/* Protocol and mechanism names are case-insensitive lists; "none" is a backend tls too. */
+	c = load_ok(LISTENER BACKEND "tls = none\n[tls]\ncertificate = a\nkey = b\n"
+		    "protocols = tlsv1.2 , TLSV1.3\nsession_tickets = yes\n");
+	assert_int_equal(c->tls.protocols, CFG_TLS_V12 | CFG_TLS_V13);
+	assert_int_equal(c->backends[0].tls, 0);
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND "[tls]\ncertificate = a\nkey = b\nprotocols = TLSv1.2\n");
+	assert_int_equal(c->tls.protocols, CFG_TLS_V12);
+	config_unref(c);
+	/* A [tls] no listener uses is fine (certificates for a later reload, say). */
+	c = load_ok("[tls]\ncertificate = a\nkey = b\n" LISTENER "tls = none\n" BACKEND);
+	assert_int_equal(c->listeners[0].tls, CFG_TLS_NONE);
+	config_unref(c);
+}
+
+static void
+test_auth_section(void **state)
+{
+	static const char text[] =
+		"[listener submission]\n"			/* 1 */
+		"listen = 127.0.0.1:2587\n"
+		"mode = submission\n"
+		"tls = starttls\n"
+		"[listener smtps]\n"				/* 5 */
+		"listen = 127.0.0.1:2465\n"
+		"mode = Submission\n"
+		"tls = implicit\n"
+		"relay_domains = example.test\n"
+		"[backend sink]\n"				/* 10 */
+		"address = 127.0.0.1:2600\n"
+		"forward_client = xclient\n"
+		"[tls]\n"
+		"certificate = s.crt\n"
+		"key = s.key\n"					/* 15 */
+		"[auth]\n"
+		"mechanisms = login\n"
+		"users = /etc/mxgate/users\n"
+		"[limits]\n"
+		"auth_failure_rate = 2/1m\n";			/* 20 */
+	struct config *c = load_ok(text);
+
+	(void)state;
+	/* submission needs no relay_domains: an authenticated client relays anywhere */
+	assert_int_equal(c->listeners[0].mode, CFG_MODE_SUBMISSION);
+	assert_int_equal(c->listeners[0].nrelay_domains, 0);
+	assert_int_equal(c->listeners[0].tls, CFG_TLS_STARTTLS);
+	assert_int_equal(c->listeners[1].mode, CFG_MODE_SUBMISSION);
+	assert_int_equal(c->listeners[1].tls, CFG_TLS_IMPLICIT);
+	assert_int_equal(c->listeners[1].nrelay_domains, 1);
+	assert_int_equal(c->auth.enabled, 1);
+	assert_string_equal(c->auth.users, "/etc/mxgate/users");
+	assert_int_equal(c->auth.users_line, 18);
+	assert_int_equal(c->auth.mechanisms, CFG_AUTH_LOGIN);
+	assert_int_equal(c->limits.auth_failure_rate.count, 2);
+	assert_int_equal(c->limits.auth_failure_rate.per_ms, 60000);
+	config_unref(c);
+
+	c = load_ok(LISTENER BACKEND "[auth]\nusers = u\n");
+	assert_int_equal(c->auth.enabled, 1);
+	assert_int_equal(c->auth.mechanisms, CFG_AUTH_PLAIN | CFG_AUTH_LOGIN);
+	assert_int_equal(c->auth.users_line, 7);
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND "[auth]\nusers = u\nmechanisms = PLAIN, LOGIN\n");
+	assert_int_equal(c->auth.mechanisms, CFG_AUTH_PLAIN | CFG_AUTH_LOGIN);
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND "[auth]\nusers = u\nmechanisms = Plain\n");
+	assert_int_equal(c->auth.mechanisms, CFG_AUTH_PLAIN);
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND);
+	assert_int_equal(c->auth.enabled, 0);
+	assert_null(c->auth.users);
+	config_unref(c);
+}
+
+#define TLS_OK "[tls]\ncertificate = s.crt\nkey = s.key\n"
+#define AUTH_OK "[auth]\nusers = /etc/mxgate/users\n"
+
+static void
+test_err_tls_auth(void **state)
+{
+	static const struct { const char *text; int line; const char *want; } cases[] = {
+		/* listener keys that need a section or another key */
+		{ LISTENER "tls = starttls\n" BACKEND, 4,
+		  "listener smtp: tls = starttls needs a [tls] section with certificate and key" },
+		{ LISTENER "tls = implicit\n" BACKEND, 4,
+		  "listener smtp: tls = implicit needs a [tls] section with certificate and key" },
+		{ LISTENER "require_tls = yes\n" BACKEND TLS_OK, 4,
+		  "listener smtp: require_tls = yes needs tls = starttls (or implicit)" },
+		{ LISTENER "tls = none\nrequire_tls = true\n" BACKEND TLS_OK, 5,
+		  "listener smtp: require_tls = yes needs tls = starttls" },
+		{ LISTENER "mode = submission\ntls = starttls\n" BACKEND TLS_OK, 4,
+		  "listener smtp: mode = submission needs an [auth] section with users" },
+		{ "[listener s]\nlisten = 127.0.0.1:1\ntls = implicit\nmode = submission\n" BACKEND TLS_OK, 4,
+		  "listener s: mode = submission needs an [auth] section" },
+		{ LISTENER "mode = submission\n" BACKEND TLS_OK AUTH_OK, 4,
+		  "listener smtp: mode = submission needs tls = starttls or implicit" },
+		{ LISTENER "mode = submission\ntls = none\n" BACKEND TLS_OK AUTH_OK, 4,
+		  "listener smtp: mode = submission needs tls = starttls or implicit" },
+		/* [tls] */
+		{ LISTENER BACKEND "[tls]\nkey = s.key\n", 6, "[tls]: certificate is required" },
+		{ LISTENER BACKEND "[tls]\ncertificate = s.crt\n", 6, "[tls]: key is required" },
+		{ LISTENER BACKEND "[tls]\n", 6, "[tls]: certificate is required" },
+		{ LISTENER BACKEND "[tls]\ncertificate =\nkey = k\n", 7, "bad value for certificate: ''" },
+		{ LISTENER BACKEND "[tls]\nprotocols = TLSv1.1\n", 7,
+		  "bad value for protocols: 'TLSv1.1' (expected TLSv1.2 and/or TLSv1.3)" },
+		{ LISTENER BACKEND "[tls]\nprotocols = TLSv1.3, SSLv3\n", 7, "bad value for protocols: 'SSLv3'" },
+		{ LISTENER BACKEND "[tls]\nprotocols = TLSv1.2,,TLSv1.3\n", 7, "bad value for protocols" },
+		{ LISTENER BACKEND "[tls]\nprotocols =\n", 7, "bad value for protocols: ''" },
+		{ LISTENER BACKEND "[tls]\nsession_tickets = sometimes\n", 7,
+		  "bad value for session_tickets: 'sometimes' (expected yes or no)" },
+		{ LISTENER BACKEND "[tls]\nciphers = HIGH\n", 7, "unknown key 'ciphers' in [tls]" },
+		{ LISTENER BACKEND "[tls]\ncertificate = a\ncertificate = b\n", 8,
+		  "duplicate key 'certificate' in [tls] (first at line 7)" },
+		{ LISTENER BACKEND TLS_OK "[tls]\n", 9, "duplicate section [tls] (first at line 6)" },
+		/* [tls HOSTNAME] */
+		{ LISTENER BACKEND TLS_OK "[tls a.example.test]\ncertificate = a.crt\n", 9,
+		  "[tls a.example.test]: certificate and key are required" },
+		{ LISTENER BACKEND TLS_OK "[tls a.example.test]\nkey = a.key\n", 9,
+		  "[tls a.example.test]: certificate and key are required" },
+		{ LISTENER BACKEND "[tls a.example.test]\ncertificate = a.crt\nkey = a.key\n", 6,
+		  "[tls a.example.test] needs a [tls] section" },
+		{ LISTENER BACKEND TLS_OK "[tls a_b!.example.test]\n", 9, "bad host name in [tls a_b!.example.test]" },
+		{ LISTENER BACKEND TLS_OK "[tls *.]\n", 9, "bad host name in [tls *.]" },
+		{ LISTENER BACKEND TLS_OK "[tls a.example.test]\ncertificate = a\nkey = b\n[tls A.Example.Test]\n", 12,
+		  "duplicate section [tls a.example.test] (first at line 9)" },
+		{ LISTENER BACKEND TLS_OK "[tls a.example.test]\nprotocols = TLSv1.3\n", 10,
+		  "unknown key 'protocols' in [tls a.example.test]" },
+		{ LISTENER BACKEND TLS_OK "[tls a.example.test]\nkey = a\nkey = b\n", 11,
+		  "duplicate key 'key' in [tls a.example.test] (first at line 10)" },
+		/* [auth] */
+		{ LISTENER BACKEND "[auth]\n", 6, "[auth]: users is required" },
+		{ LISTENER BACKEND "[auth]\nmechanisms = PLAIN\n", 6, "[auth]: users is required" },
+		{ LISTENER BACKEND "[auth]\nusers =\n", 7, "bad value for users: ''" },
+		{ LISTENER BACKEND AUTH_OK "mechanisms = CRAM-MD5\n", 8,
+		  "bad value for mechanisms: 'CRAM-MD5' (expected PLAIN and/or LOGIN)" },
+		{ LISTENER BACKEND AUTH_OK "mechanisms = PLAIN, XOAUTH2\n", 8, "bad value for mechanisms: 'XOAUTH2'" },
+		{ LISTENER BACKEND AUTH_OK "mechanisms =\n", 8, "bad value for mechanisms: ''" },
+		{ LISTENER BACKEND AUTH_OK "realm = example.test\n", 8, "unknown key 'realm' in [auth]" },
+		{ LISTENER BACKEND AUTH_OK "users = other\n", 8, "duplicate key 'users' in [auth] (first at line 7)" },
+		{ LISTENER BACKEND AUTH_OK "[auth]\n", 8, "duplicate section [auth] (first at line 6)" },
+		{ LISTENER BACKEND "[auth main]\n", 6, "section [auth] takes no name" },
+		/* backends */
+		{ LISTENER BACKEND "tls_ca = /ca.pem\n", 6, "backend sink: tls_ca needs tls = starttls" },
+		{ LISTENER BACKEND "tls = no\ntls_ca = /ca.pem\n", 7, "backend sink: tls_ca needs tls = starttls" },
+		{ LISTENER BACKEND "tls = yes\n", 6, "bad value for tls: 'yes' (expected no or starttls)" },
+		/* [limits] auth_failure_rate */
+		{ LISTENER BACKEND "[limits]\nauth_failure_rate = 0/1m\n", 7, "bad value for auth_failure_rate: '0/1m'" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		expect_err(cases[i].text, cases[i].line, cases[i].want);
+
+	/* Complete messages, exactly. */
+	expect_err_exact(LISTENER "tls = starttls\n" BACKEND, 4,
+			 "listener smtp: tls = starttls needs a [tls] section with certificate and key");
+	expect_err_exact(LISTENER BACKEND "[tls]\nsession_tickets = 2\n", 7,
+			 "bad value for session_tickets: '2' (expected yes or no)");
+
+	/* Errors after [tls], [tls HOSTNAME] and [auth] have allocated (LeakSanitizer checks the frees). */
+	expect_err(TLS_OK "[tls a.example.test]\ncertificate = a\nkey = b\n" AUTH_OK
+		   "mechanisms = LOGIN\n" LISTENER "bogus = 1\n", 13, "unknown key 'bogus' in [listener smtp]");
+	expect_err(TLS_OK "[tls a.example.test]\ncertificate = a\nkey = b\n" AUTH_OK LISTENER, 0,
+		   "no [backend NAME] section");
+}
+
+/*
+ * Validation reports the first problem in file order (see
+ * test_err_validation), [tls], [tls HOSTNAME] and [auth] included.
+ */
+static void
+test_err_tls_auth_file_order(void **state)
+{
+	(void)state;
+	expect_err("[auth]\n" LISTENER "tls = starttls\n" BACKEND, 1, "[auth]: users is required");
+	expect_err(LISTENER "tls_ca = x\n" BACKEND "[auth]\n", 4, "unknown key 'tls_ca' in [listener smtp]");
+	expect_err(BACKEND "tls_ca = /ca.pem\n" LISTENER "[auth]\n", 3, "backend sink: tls_ca needs tls = starttls");
+	expect_err(LISTENER "tls = implicit\n" BACKEND "[tls a.example.test]\ncertificate = a\nkey = b\n", 4,
+		   "listener smtp: tls = implicit needs a [tls] section");
+	expect_err(LISTENER "require_tls = yes\n" BACKEND "[tls]\nkey = k\n", 4,
+		   "listener smtp: require_tls = yes needs tls = starttls");
+}
+
 /* The example shipped in conf/ must load (when run from the project root). */
 static void
 test_example_conf(void **state)
@@ -1109,6 +1371,10 @@ main(void)
 		cmocka_unit_test(test_proxy_and_forward),
 		cmocka_unit_test(test_err_new_sections),
 		cmocka_unit_test(test_err_file),
+		cmocka_unit_test(test_tls_section),
+		cmocka_unit_test(test_auth_section),
+		cmocka_unit_test(test_err_tls_auth),
+		cmocka_unit_test(test_err_tls_auth_file_order),
 		cmocka_unit_test(test_example_conf),
 		cmocka_unit_test(test_example_conf_sections),
 	};
