@@ -142,10 +142,14 @@ tls_pump(struct conn *c)
 		}
 		t->handshaking = 0;
 		t->established = 1;
-		conn_flush(c);
+		/*
+		 * The owner speaks first (an implicit-TLS greeting): its reply and
+		 * what the handshake left queued (a session ticket) leave in one send.
+		 */
 		tls_handshake_done(c, 0);
 		if (c->closing)
 			return;
+		conn_flush(c);
 	}
 	while (!c->recv_paused && !c->closing && !c->eof) {
 		r = wolfSSL_read(t->ssl, tls_rd, sizeof(tls_rd));
