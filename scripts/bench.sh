@@ -3,8 +3,9 @@
 # direct, through mxgate and through haproxy (TCP mode, one thread) for
 # 1 KB / 100 KB / 1 MB messages at 1 / 10 / 100 connections, plus mxsink
 # vs Postfix smtp-sink, mxload vs Postfix smtp-source, mxgate's memory
-# per idle connection, and [limits] off vs on (embedded store, and a
-# local redis-server started on a free port). One run; prints a markdown
+# per idle connection, [limits] off vs on (embedded store, and a
+# local redis-server started on a free port), and TLS (handshakes full and
+# resumed against build/tlsbench, STARTTLS vs plaintext throughput). One run; prints a markdown
 # table, also written to BUILD/bench/results.md, with the raw figures in
 # BUILD/bench/results.json.
 # The work is done by scripts/bench_run.py (stdlib python3); this wrapper
@@ -14,7 +15,7 @@
 #
 # Environment: BENCH_SCALE=0.25 shortens every timed cell (quick check);
 # BENCH_SKIP_AUTO=1 skips the mxgate workers=auto rows; BENCH_ONLY=limits
-# (comma-separated: proxies, sinks, loaders, idle, limits) runs only those
+# (comma-separated: proxies, sinks, loaders, idle, limits, tls) runs only those
 # sections (default: all).
 # It installs nothing: `make bench` runs scripts/install-deps.sh first. A
 # missing haproxy or Postfix tool is reported and its column skipped.
@@ -22,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BUILD=${1:-build}
-for prog in mxgate mxsink mxload; do
+for prog in mxgate mxsink mxload tlsbench; do
 	if [ ! -x "$BUILD/$prog" ]; then
 		echo "bench: $BUILD/$prog not found; run 'make' first" >&2
 		exit 1
