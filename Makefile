@@ -139,9 +139,12 @@ demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(BUILD)
 
+# The TLS section compares the private AES-NI wolfSSL with Debian's own, so a
+# second build links the system library (build-syswolfssl/).
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
-	$(Q)scripts/bench.sh $(BUILD)
+	$(Q)$(MAKE) --no-print-directory BUILD=build-syswolfssl WOLFSSL=system all
+	$(Q)BENCH_SYSTEM_WOLFSSL_BUILD=build-syswolfssl scripts/bench.sh $(BUILD)
 
 # libFuzzer targets (needs clang); each runs FUZZ_SECONDS on its corpus.
 FUZZ_SECONDS ?= 30
@@ -161,7 +164,7 @@ fuzz:
 	done
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-syswolfssl
 
 # Also the private wolfSSL build and its downloaded source.
 distclean: clean
