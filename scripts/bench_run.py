@@ -871,22 +871,23 @@ def tls_test_cert(d):
     return os.path.abspath(crt), os.path.abspath(key)
 
 
-def tls_version_line():
+def tls_version_line(mxgate=None):
     try:
-        r = subprocess.run([MXGATE, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        r = subprocess.run([mxgate or MXGATE, "-V"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=10)
         return (r.stdout or r.stderr).strip().splitlines()[0]
     except (OSError, IndexError, subprocess.TimeoutExpired):
         return "n/a"
 
 
-def tls_bench_reference(crt, key):
+def tls_bench_reference(crt, key, tlsbench=None):
     """build/tlsbench (wolfSSL alone, in memory): the yardstick; None when it is missing or fails."""
-    if not os.access(TLSBENCH, os.X_OK):
-        warn("%s not found: the tlsbench reference row of the TLS section is skipped" % TLSBENCH)
+    tlsbench = tlsbench or TLSBENCH
+    if not os.access(tlsbench, os.X_OK):
+        warn("%s not found: the tlsbench reference row of the TLS section is skipped" % tlsbench)
         return None
     secs = max(1.0, TLS_BENCH_SECONDS * SCALE)
-    argv = [TLSBENCH, "--cert", crt, "--key", key, "--seconds", "%g" % secs, "--json", "--resume", "--bulk"]
+    argv = [tlsbench, "--cert", crt, "--key", key, "--seconds", "%g" % secs, "--json", "--resume", "--bulk"]
     rc, out, err, cpu, wall = run_timed(argv, 3 * secs + 60)
     try:
         j = json.loads(out.strip().splitlines()[-1])
@@ -936,19 +937,33 @@ def tls_hs_agg(runs):
 
 
 def section_tls(res):
-    """Handshakes and bulk throughput over TLS, mxgate (workers 1) against wolfSSL alone (tlsbench)."""
+    """Handshakes and bulk throughput over TLS, mxgate (workers 1) against wolfSSL alone (tlsbench);
+    then the same key cells with mxgate and tlsbench built against Debian's own wolfSSL
+    (BENCH_SYSTEM_WOLFSSL_BUILD, which `make bench` builds), so the two libraries are side by side."""
+    res["tls"] = tls_measure(MXGATE, TLSBENCH, "", TLS_HS_MODES, TLS_SIZES)
+    sysb = os.environ.get("BENCH_SYSTEM_WOLFSSL_BUILD")
+    if sysb and not res["tls"].get("skipped"):
+        mx, tb = os.path.abspath(os.path.join(sysb, "mxgate")), os.path.abspath(os.path.join(sysb, "tlsbench"))
+        if os.access(mx, os.X_OK):
+            res["tls_system"] = tls_measure(mx, tb, "-sys", TLS_HS_MODES[:3], TLS_SIZES[1:])
+        else:
+            warn("%s not found: no Debian-wolfSSL rows in the TLS section" % mx)
+
+
+def tls_measure(mxgate, tlsbench, tag, hs_modes, sizes):
+    """One mxgate binary (and its tlsbench) through the TLS cells; returns the section's figures."""
     out = {"connections": TLS_HS_CONNS, "rounds": TLS_ROUNDS, "hs": {}, "bulk": [],
-           "mxgate_version": tls_version_line()}
-    res["tls"] = out
+           "mxgate_version": tls_version_line(mxgate)}
     if not OPENSSL:
         warn("openssl not installed: no test certificate, the TLS section is skipped")
         out["skipped"] = "no openssl"
-        return
+        return out
     crt, key = tls_test_cert(os.path.join(OUT, "tls"))
     out["certificate"] = "ECDSA P-256, self-signed, CN=localhost (%s)" % crt
     sink_port = free_port()
-    start("mxsink-6", [MXSINK, "--listen", "127.0.0.1:%d" % sink_port, "--quiet"], sink_port)
-    sink_pid = procs["mxsink-6"].pid
+    sink, gate = "mxsink-6" + tag, "mxgate-tls" + tag
+    start(sink, [MXSINK, "--listen", "127.0.0.1:%d" % sink_port, "--quiet"], sink_port)
+    sink_pid = procs[sink].pid
     ports = {"plain": free_port(), "starttls": free_port(), "implicit": free_port()}
     extra = """
 [listener starttls]
@@ -965,25 +980,24 @@ relay_domains = *
 certificate = %s
 key = %s
 """ % (ports["starttls"], ports["implicit"], crt, key)
-    start("mxgate-tls", [MXGATE, "-c", mxgate_conf("mxgate-tls", ports["plain"], sink_port, 1, extra)],
-          ports["plain"])
-    gpid = procs["mxgate-tls"].pid
+    start(gate, [mxgate, "-c", mxgate_conf(gate, ports["plain"], sink_port, 1, extra)], ports["plain"])
+    gpid = procs[gate].pid
     for name in ("starttls", "implicit"):
         if not port_open(ports[name]):
-            raise SystemExit("bench: mxgate-tls does not listen on its %s port %d" % (name, ports[name]))
+            raise SystemExit("bench: %s does not listen on its %s port %d" % (gate, name, ports[name]))
     log("TLS: %s" % out["mxgate_version"])
 
     # 1. Handshakes: one message per connection, so each connection is one handshake.
     dur = TLS_HS_SECONDS * SCALE
-    runs = {m[0]: [] for m in TLS_HS_MODES}
+    runs = {m[0]: [] for m in hs_modes}
     for rnd in range(TLS_ROUNDS):
-        for label, lst, args in TLS_HS_MODES:
+        for label, lst, args in hs_modes:
             what = "tls hs %s 1 KB x%d 1/conn #%d" % (label, TLS_HS_CONNS, rnd + 1)
-            runs[label].append(mxload_cell(what, ports[lst], TLS_HS_CONNS, 1024, "1k", 1, "mxsink-6",
+            runs[label].append(mxload_cell(what, ports[lst], TLS_HS_CONNS, 1024, "1k", 1, sink,
                                            proxy_pid=gpid, sink_pid=sink_pid, seconds=dur, args=args))
     plain = tls_hs_agg(runs["plain"])
     out["hs"]["plain"] = plain
-    for label, lst, args in TLS_HS_MODES[1:]:
+    for label, lst, args in hs_modes[1:]:
         a = tls_hs_agg(runs[label])
         # What TLS adds to a connection: the plaintext connection's CPU taken away.
         if a.get("cpu_us_per_hs") is not None and plain.get("cpu_us_per_conn") is not None:
@@ -998,7 +1012,7 @@ key = %s
     out["hs_runs"] = runs
 
     # 2. The yardstick, while mxgate is idle.
-    tb = tls_bench_reference(crt, key)
+    tb = tls_bench_reference(crt, key, tlsbench)
     out["tlsbench"] = tb
     if tb:
         for label in out["hs"]:
@@ -1012,11 +1026,11 @@ key = %s
                 a["ratio_tlsbench_whole_conn"] = a["cpu_us_per_hs"] / ref
 
     # 3. Bulk: plaintext vs STARTTLS, many messages per connection, side by side per size.
-    for label, size, size_arg in TLS_SIZES:
+    for label, size, size_arg in sizes:
         row = {"size_label": label, "size": size, "conns": 10}
         for mode, lst, args in (("plain", "plain", []), ("starttls", "starttls", ["--tls", "starttls"])):
             r = mxload_cell("tls bulk %s %s x10" % (mode, label), ports[lst], 10, size, size_arg, 0,
-                            "mxsink-6", proxy_pid=gpid, sink_pid=sink_pid, args=args)
+                            sink, proxy_pid=gpid, sink_pid=sink_pid, args=args)
             j = r.get("mxload") or {}
             nbytes = j.get("bytes_accepted")
             if nbytes is None and j:
@@ -1032,22 +1046,23 @@ key = %s
             row["tls_cpu_s_per_gb"] = t["proxy_cpu_s_per_gb"] - p["proxy_cpu_s_per_gb"]
         out["bulk"].append(row)
 
-    p = procs.get("mxgate-tls")
+    p = procs.get(gate)
     if p is not None and p.poll() is not None:
-        warn("mxgate-tls exited during the run (status %s); see %s" % (p.returncode, p.logpath))
-    stop("mxgate-tls")
-    tot = sink_totals("mxsink-6")
+        warn("%s exited during the run (status %s); see %s" % (gate, p.returncode, p.logpath))
+    stop(gate)
+    tot = sink_totals(sink)
     out["mxsink_totals"] = tot
-    if tot and tot["messages"] != accepted_by_sink.get("mxsink-6", 0):
+    if tot and tot["messages"] != accepted_by_sink.get(sink, 0):
         warn("mxsink (TLS section) counted %d messages, the clients had %d accepted" % (
-            tot["messages"], accepted_by_sink.get("mxsink-6", 0)))
-    path = os.path.join(OUT, "mxgate-tls.log")
+            tot["messages"], accepted_by_sink.get(sink, 0)))
+    path = os.path.join(OUT, gate + ".log")
     if os.path.exists(path) and os.path.getsize(path) > 0:
         with open(path, errors="replace") as fh:
             lines = fh.read().splitlines()
-        out["mxgate-tls_log_lines"] = len(lines)
+        out["log_lines"] = len(lines)
         if lines:
-            warn("mxgate-tls logged %d lines at log_level=warn, e.g. %s" % (len(lines), lines[0][:200]))
+            warn("%s logged %d lines at log_level=warn, e.g. %s" % (gate, len(lines), lines[0][:200]))
+    return out
 
 
 # ------------------------------------------------------------------ report
@@ -1388,6 +1403,28 @@ def report(res):
             L.append("- STARTTLS 1 MB: mxgate relays **%.2f GB/s per core** of its CPU (goal >= 3, AES-NI %s)." % (
                 big[0]["starttls"]["gb_per_s_per_core"],
                 "on" if "AES-NI on" in (T.get("mxgate_version") or "") else "off"))
+        L.append("")
+    S = res.get("tls_system")
+    if T and S and not S.get("skipped") and S.get("hs"):
+        L.append("**Both wolfSSL builds side by side**, the same cells in the same run (the Debian build: "
+                 "`make BUILD=build-syswolfssl WOLFSSL=system`; implicit TLS, full and resumed handshakes; "
+                 "STARTTLS 1 MB, 10 connections).")
+        L.append("")
+        L.append("| wolfSSL | tlsbench us/full hs | tlsbench bulk GB/s | mxgate TLS us/full hs | ratio "
+                 "| mxgate TLS us/resumed hs | STARTTLS 1 MB MB/s | STARTTLS 1 MB GB/s per core | cipher |")
+        L.append("|---|---|---|---|---|---|---|---|---|")
+        for X in (T, S):
+            tb = X.get("tlsbench") or {}
+            full = X["hs"].get("implicit full") or {}
+            res_ = X["hs"].get("implicit resumed") or {}
+            big = [r for r in X.get("bulk", []) if r.get("size") == MiB]
+            st = (big[0].get("starttls") or {}) if big else {}
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                (X.get("mxgate_version") or "-").split("(", 1)[-1].rstrip(")"),
+                f(tb.get("server_cpu_us_per_full_hs"), 1), f(tb.get("bulk_decrypt_gbps"), 2),
+                f(full.get("tls_cpu_us_per_hs"), 1), f(full.get("ratio_tlsbench"), 2),
+                f(res_.get("tls_cpu_us_per_hs"), 1), f(st.get("mb_per_s")),
+                f(st.get("gb_per_s_per_core"), 2), full.get("tls_cipher") or "-"))
         L.append("")
     return "\n".join(L) + "\n"
 
