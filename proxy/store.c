@@ -4,8 +4,9 @@
  * dispatches each call to it and keeps the per-worker counters.
  *
  * Callbacks: the embedded store answers before store_rate() returns;
- * Redis answers from the ring (a later completion or timer), or at once
- * with STORE_FAIL when it has no connection. Callers must accept both.
+ * Redis answers from the ring (a later completion or timer, or the end
+ * of the loop turn with STORE_FAIL when it has no connection). Callers
+ * must accept both.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,6 +145,20 @@ store_connect(struct store *st, const char *key, unsigned rate_limit, uint64_t r
 	else
 		store_answer(st, store_emb_connect(st->sh->emb, key, rate_limit, rate_window_ms, lease_id,
 						   conc_limit, lease_ttl_ms),
+			     done, owner, token);
+}
+
+void
+store_mail(struct store *st, const char *key, unsigned msg_limit, uint64_t msg_window_ms,
+	   unsigned rcpt_limit, uint64_t rcpt_window_ms, store_done_fn *done, void *owner, uint64_t token)
+{
+	st->stats.checks++;
+	if (st->rd)
+		store_redis_mail(st->rd, key, msg_limit, msg_window_ms, rcpt_limit, rcpt_window_ms, done,
+				 owner, token);
+	else
+		store_answer(st, store_emb_mail(st->sh->emb, key, msg_limit, msg_window_ms, rcpt_limit,
+						rcpt_window_ms),
 			     done, owner, token);
 }
 

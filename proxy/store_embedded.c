@@ -259,35 +259,115 @@ emb_enter(struct store_emb *e, const char *k, size_t klen, uint64_t *h, uint64_t
 	return s;
 }
 
-enum store_verdict
-store_emb_rate(struct store_emb *e, const char *kind, const char *key, unsigned limit, uint64_t window_ms)
+/* The window counter of a rate entry, restarted when a new window began. Shard locked. */
+static void
+emb_window(struct emb_entry *en, uint64_t now, uint64_t window_ms)
 {
-	char k[320];
-	size_t klen = emb_key(k, sizeof(k), EMB_RATE, kind, key);
-	uint64_t now = timer_now_ms(), h, idx;
-	struct emb_shard *s;
-	struct emb_entry *en;
-	enum store_verdict v;
+	uint64_t idx = now / window_ms;
 
-	if (klen == 0 || window_ms == 0)
-		return STORE_FAIL;
-	idx = now / window_ms;
-	s = emb_enter(e, k, klen, &h, now);
-	en = emb_lookup(s, h, k, klen, now, 1);
-	if (en == NULL) {
-		pthread_mutex_unlock(&s->mu);
-		return STORE_FAIL;
-	}
 	if (en->window_idx != idx || en->window_ms != window_ms) {
 		en->window_idx = idx;
 		en->window_ms = window_ms;
 		en->count = 0;
 		en->dead_at = (idx + 1) * window_ms;
 	}
+}
+
+enum store_verdict
+store_emb_rate(struct store_emb *e, const char *kind, const char *key, unsigned limit, uint64_t window_ms)
+{
+	char k[320];
+	size_t klen = emb_key(k, sizeof(k), EMB_RATE, kind, key);
+	uint64_t now = timer_now_ms(), h;
+	struct emb_shard *s;
+	struct emb_entry *en;
+	enum store_verdict v;
+
+	if (klen == 0 || window_ms == 0)
+		return STORE_FAIL;
+	s = emb_enter(e, k, klen, &h, now);
+	en = emb_lookup(s, h, k, klen, now, 1);
+	if (en == NULL) {
+		pthread_mutex_unlock(&s->mu);
+		return STORE_FAIL;
+	}
+	emb_window(en, now, window_ms);
 	if (en->count < UINT32_MAX)
 		en->count++;
 	v = en->count <= limit ? STORE_ALLOW : STORE_DENY;
 	pthread_mutex_unlock(&s->mu);
+	return v;
+}
+
+/*
+ * One more event in the window of rate key k if it has room (count <
+ * limit): 1, else 0 and nothing counted; -1 out of memory. Shard locked.
+ */
+static int
+emb_charge(struct emb_shard *s, uint64_t h, const char *k, size_t klen, uint64_t now, unsigned limit,
+	   uint64_t window_ms)
+{
+	struct emb_entry *en = emb_lookup(s, h, k, klen, now, 1);
+
+	if (en == NULL)
+		return -1;
+	emb_window(en, now, window_ms);
+	if (en->count >= limit)
+		return 0;
+	en->count++;
+	return 1;
+}
+
+/*
+ * MAIL: the message, then one recipient paid in advance (see
+ * store_mail()). Both counters are changed under both their shards'
+ * locks (taken in shard order, so two calls cannot deadlock), so the
+ * call is atomic as the Redis script is.
+ */
+enum store_verdict
+store_emb_mail(struct store_emb *e, const char *key, unsigned msg_limit, uint64_t msg_window_ms,
+	       unsigned rcpt_limit, uint64_t rcpt_window_ms)
+{
+	char km[320], kr[320];
+	size_t kmlen = emb_key(km, sizeof(km), EMB_RATE, "msg", key);
+	size_t krlen = emb_key(kr, sizeof(kr), EMB_RATE, "rcpt", key);
+	uint64_t now = timer_now_ms(), hm, hr;
+	struct emb_shard *sm, *sr, *first, *second;
+	enum store_verdict v = STORE_ALLOW;
+	int r;
+
+	if (kmlen == 0 || krlen == 0 || (msg_limit && msg_window_ms == 0) ||
+	    (rcpt_limit && rcpt_window_ms == 0))
+		return STORE_FAIL;
+	hm = emb_hash(e, km, kmlen);
+	hr = emb_hash(e, kr, krlen);
+	sm = &e->shard[hm >> (64 - EMB_SHARD_BITS)];
+	sr = &e->shard[hr >> (64 - EMB_SHARD_BITS)];
+	first = sm < sr ? sm : sr;
+	second = sm < sr ? sr : sm;
+	pthread_mutex_lock(&first->mu);
+	emb_sweep(first, now);
+	if (second != first) {
+		pthread_mutex_lock(&second->mu);
+		emb_sweep(second, now);
+	}
+	if (msg_limit) {
+		r = emb_charge(sm, hm, km, kmlen, now, msg_limit, msg_window_ms);
+		if (r <= 0) {
+			v = r < 0 ? STORE_FAIL : STORE_DENY;
+			goto out;
+		}
+	}
+	if (rcpt_limit) {
+		r = emb_charge(sr, hr, kr, krlen, now, rcpt_limit, rcpt_window_ms);
+		/* Out of memory here: the message stands, the first RCPT checks as usual. */
+		if (r <= 0)
+			v = STORE_ALLOW_NO_RCPT;
+	}
+out:
+	if (second != first)
+		pthread_mutex_unlock(&second->mu);
+	pthread_mutex_unlock(&first->mu);
 	return v;
 }
 

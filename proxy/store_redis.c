@@ -9,11 +9,20 @@
  * a failover to a replica without them) loads the script again and
  * retries the check once, within its original deadline.
  *
+ * Requests are queued during the loop turn and sent, in call order, by
+ * store_redis_turn() at its end (hiredis would only write them then
+ * anyway). That lets lease releases ride along: a release is carried by
+ * the next request queued after it in the same turn (run before that
+ * request's own work), or, when none follows, by the turn's last request
+ * (run after its work); only a turn with releases and no other request
+ * sends a script call of its own for them. Either way a release reaches
+ * Redis in the turn it was made, in its place among the checks, so the
+ * store still hears of a session's end before its client hears 221.
+ *
  * Every check completes exactly once (core/redis.c guarantees it per
  * request); store_redis_forget() only clears the owner's callback, the
  * request itself lives on until Redis answers, times out or fails.
- * With no connection up (backing off), a check fails at once: its
- * callback runs before store_rate() returns.
+ * With no connection up (backing off), a check fails when the turn ends.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,10 +35,12 @@
 
 /* Window counters outlive their window by this much: never before it ends. */
 #define STORE_RATE_TTL_MARGIN_MS 1000
-#define STORE_MAX_ARGS 12
 #define SREQ_MAX_ARGS 8		/* keys, then the script's ARGV */
+#define SREL_MAX 32		/* releases one request carries before its work (and as many after) */
+#define STORE_MAX_ARGS (3 + SREQ_MAX_ARGS + 1 + 2 * 2 * SREL_MAX)
 
-enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, SCRIPT_CONNECT, NSCRIPTS };
+enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, SCRIPT_CONNECT, SCRIPT_MAIL, SCRIPT_RELEASE,
+       NSCRIPTS };
 
 struct store_script {
 	const char *src;
@@ -38,26 +49,41 @@ struct store_script {
 	int loading;			/* a SCRIPT LOAD is ahead in the pipeline */
 };
 
+/* A lease release waiting for its request: key (prefix "conc:" client), then the id. */
+struct srel {
+	struct srel *next;
+	size_t klen, ilen;
+	char buf[];			/* key NUL id NUL */
+};
+
+struct srel_list {
+	struct srel *head, **tail;
+	unsigned n;
+};
+
 struct store_redis {
 	struct redis_conn *rc;
 	struct store_stats *stats;
 	struct store_script scripts[NSCRIPTS];
 	struct sreq *pending;		/* every request not yet answered */
+	struct sreq *unsent, *unsent_last;	/* queued this turn, in call order */
+	struct srel_list rel;		/* releases not yet given to a request */
 	char *prefix;
 	uint64_t timeout_ms;
 	uint64_t err_logged_ms;
 	int freeing;
 };
 
-enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT };
+enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT, SR_MAIL };
 
-/* The script each request kind runs (SR_RELEASE runs plain ZREM). */
+/* The script each request kind runs. */
 static const int script_of[] = { [SR_RATE] = SCRIPT_RATE, [SR_ACQUIRE] = SCRIPT_ACQUIRE,
-				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = -1,
-				 [SR_CONNECT] = SCRIPT_CONNECT };
+				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = SCRIPT_RELEASE,
+				 [SR_CONNECT] = SCRIPT_CONNECT, [SR_MAIL] = SCRIPT_MAIL };
 
 struct sreq {
 	struct sreq *next, **pprev;
+	struct sreq *next_unsent;
 	struct store_redis *sr;
 	store_done_fn *done;
 	void *owner;
@@ -66,10 +92,11 @@ struct sreq {
 	unsigned limit;
 	enum sreq_kind kind;
 	int retried;
-	int nkeys;			/* 1, or 2 for SR_CONNECT */
+	int nkeys;			/* 0, 1, or 2 for SR_CONNECT and SR_MAIL */
 	int nargs;			/* the keys, then the script's ARGV */
 	const char *args[SREQ_MAX_ARGS];
 	size_t arglen[SREQ_MAX_ARGS];
+	struct srel_list pre, post;	/* releases carried: before and after its own work */
 	char buf[];
 };
 
@@ -189,17 +216,52 @@ store_redis_on_link(struct redis_conn *c, void *arg)
 /* --- requests --- */
 
 static void
+srel_list_init(struct srel_list *l)
+{
+	l->head = NULL;
+	l->tail = &l->head;
+	l->n = 0;
+}
+
+static void
+srel_list_free(struct srel_list *l)
+{
+	while (l->head) {
+		struct srel *r = l->head;
+
+		l->head = r->next;
+		free(r);
+	}
+	srel_list_init(l);
+}
+
+/* Moves the releases waiting in sr to l (which must be empty). */
+static void
+srel_take(struct store_redis *sr, struct srel_list *l)
+{
+	if (sr->rel.head == NULL)
+		return;
+	*l = sr->rel;
+	if (l->tail == &sr->rel.head)
+		l->tail = &l->head;
+	srel_list_init(&sr->rel);
+}
+
+static void
 sreq_finish(struct sreq *q, enum store_verdict v)
 {
 	struct store_redis *sr = q->sr;
 	store_done_fn *done = q->done;
 	void *owner = q->owner;
 	uint64_t token = q->token;
-	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE || q->kind == SR_CONNECT;
+	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE || q->kind == SR_CONNECT ||
+		    q->kind == SR_MAIL;
 
 	*q->pprev = q->next;
 	if (q->next)
 		q->next->pprev = q->pprev;
+	srel_list_free(&q->pre);
+	srel_list_free(&q->post);
 	free(q);
 	if (!check)
 		return;
@@ -215,26 +277,33 @@ static int
 sreq_send(struct sreq *q, uint64_t timeout_ms)
 {
 	struct store_redis *sr = q->sr;
+	const struct store_script *s = &sr->scripts[script_of[q->kind]];
 	const char *argv[STORE_MAX_ARGS];
 	size_t argvlen[STORE_MAX_ARGS];
+	char nkeys[4], npre[12];
 	int n = 0;
 
-	if (q->kind == SR_RELEASE) {
-		argv[n] = "ZREM";
-		argvlen[n++] = 4;
-	} else {
-		const struct store_script *s = &sr->scripts[script_of[q->kind]];
-
-		argv[n] = "EVALSHA";
-		argvlen[n++] = 7;
-		argv[n] = s->sha;
-		argvlen[n++] = 40;
-		argv[n] = q->nkeys == 2 ? "2" : "1";
-		argvlen[n++] = 1;
-	}
+	argv[n] = "EVALSHA";
+	argvlen[n++] = 7;
+	argv[n] = s->sha;
+	argvlen[n++] = 40;
+	argvlen[n] = (size_t)snprintf(nkeys, sizeof(nkeys), "%d", q->nkeys);
+	argv[n++] = nkeys;
 	for (int i = 0; i < q->nargs; i++) {
 		argv[n] = q->args[i];
 		argvlen[n++] = q->arglen[i];
+	}
+	if (q->pre.n || q->post.n) {
+		argvlen[n] = (size_t)snprintf(npre, sizeof(npre), "%u", q->pre.n);
+		argv[n++] = npre;
+		for (int pass = 0; pass < 2; pass++) {
+			for (const struct srel *r = pass ? q->post.head : q->pre.head; r; r = r->next) {
+				argv[n] = r->buf;
+				argvlen[n++] = r->klen;
+				argv[n] = r->buf + r->klen + 1;
+				argvlen[n++] = r->ilen;
+			}
+		}
 	}
 	if (redis_conn_call(sr->rc, timeout_ms, sreq_reply, q, n, argv, argvlen) < 0)
 		return -1;
@@ -247,6 +316,9 @@ sreq_verdict(const struct sreq *q, long long n)
 {
 	if (q->kind == SR_RATE)
 		return n >= 0 && (unsigned long long)n <= q->limit ? STORE_ALLOW : STORE_DENY;
+	/* SR_MAIL: 1 charged with a recipient, 2 without, 0 refused. */
+	if (q->kind == SR_MAIL)
+		return n == 1 ? STORE_ALLOW : n == 2 ? STORE_ALLOW_NO_RCPT : STORE_DENY;
 	/* SR_CONNECT: 1 allowed, 0 rate refused, 2 lease refused; SR_ACQUIRE: 1 or 0. */
 	return n == 1 ? STORE_ALLOW : STORE_DENY;
 }
@@ -259,7 +331,7 @@ sreq_reply(struct redis_conn *c, redisReply *r, void *arg)
 	enum store_verdict v = STORE_FAIL;
 
 	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
-	    !q->retried && q->kind != SR_RELEASE && !sr->freeing) {
+	    !q->retried && !sr->freeing) {
 		uint64_t now = timer_now_ms();
 
 		/* Load, then the same EVALSHA right behind it on the same connection. */
@@ -285,16 +357,17 @@ sreq_reply(struct redis_conn *c, redisReply *r, void *arg)
 }
 
 /*
- * A request for key under one or two key kinds (prefix kind key each;
- * kind2_s NULL: one key) and argc ARGV strings; linked in pending.
+ * A request for key under zero, one or two key kinds (prefix kind key
+ * each; kind_s NULL: no key, kind2_s NULL: one) and argc ARGV strings;
+ * linked in pending.
  */
 static struct sreq *
 sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *kind2_s,
 	  const char *key, const char *const *argv, int argc)
 {
 	const char *kinds[2] = { kind_s, kind2_s };
-	int nkeys = kind2_s ? 2 : 1;
-	size_t plen = strlen(sr->prefix), keylen = strlen(key), size = 0;
+	int nkeys = kind_s ? kind2_s ? 2 : 1 : 0;
+	size_t plen = strlen(sr->prefix), keylen = key ? strlen(key) : 0, size = 0;
 	struct sreq *q;
 	char *p;
 
@@ -310,6 +383,8 @@ sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const
 	q->sr = sr;
 	q->kind = kind;
 	q->nkeys = nkeys;
+	srel_list_init(&q->pre);
+	srel_list_init(&q->post);
 	p = q->buf;
 	for (int i = 0; i < nkeys; i++) {
 		int n = sprintf(p, "%s%s%s", sr->prefix, kinds[i], key);
@@ -348,6 +423,19 @@ sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const 
 	return sreq_newv(sr, kind, kind_s, NULL, key, argv, argc);
 }
 
+/* Queues q for the end of the turn, carrying the releases made before it. */
+static void
+sreq_queue(struct store_redis *sr, struct sreq *q)
+{
+	srel_take(sr, &q->pre);
+	q->next_unsent = NULL;
+	if (sr->unsent_last)
+		sr->unsent_last->next_unsent = q;
+	else
+		sr->unsent = q;
+	sr->unsent_last = q;
+}
+
 static void
 sreq_start(struct store_redis *sr, struct sreq *q, store_done_fn *done, void *owner, uint64_t token)
 {
@@ -361,8 +449,21 @@ sreq_start(struct store_redis *sr, struct sreq *q, store_done_fn *done, void *ow
 	q->done = done;
 	q->owner = owner;
 	q->token = token;
-	if (sreq_send(q, sr->timeout_ms) < 0)
-		sreq_finish(q, STORE_FAIL);
+	sreq_queue(sr, q);
+}
+
+/* The waiting releases in a request of their own (the turn has none to carry them). */
+static void
+srel_send_alone(struct store_redis *sr)
+{
+	struct sreq *q = sreq_newv(sr, SR_RELEASE, NULL, NULL, NULL, NULL, 0);
+
+	if (q == NULL) {
+		/* Out of memory: dropped, like a lost ZREM; the leases expire. */
+		srel_list_free(&sr->rel);
+		return;
+	}
+	sreq_queue(sr, q);
 }
 
 void
@@ -409,6 +510,22 @@ store_redis_connect(struct store_redis *sr, const char *key, unsigned rate_limit
 }
 
 void
+store_redis_mail(struct store_redis *sr, const char *key, unsigned msg_limit, uint64_t msg_window_ms,
+		 unsigned rcpt_limit, uint64_t rcpt_window_ms, store_done_fn *done, void *owner,
+		 uint64_t token)
+{
+	char ml[24], mw[24], rl[24], rw[24], margin[24];
+	const char *argv[5] = { ml, mw, rl, rw, margin };
+
+	snprintf(ml, sizeof(ml), "%u", msg_limit);
+	snprintf(mw, sizeof(mw), "%llu", (unsigned long long)(msg_window_ms ? msg_window_ms : 1));
+	snprintf(rl, sizeof(rl), "%u", rcpt_limit);
+	snprintf(rw, sizeof(rw), "%llu", (unsigned long long)(rcpt_window_ms ? rcpt_window_ms : 1));
+	snprintf(margin, sizeof(margin), "%d", STORE_RATE_TTL_MARGIN_MS);
+	sreq_start(sr, sreq_newv(sr, SR_MAIL, "msg:", "rcpt:", key, argv, 5), done, owner, token);
+}
+
+void
 store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *lease_id, uint64_t ttl_ms)
 {
 	char ttl[24];
@@ -420,7 +537,20 @@ store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *l
 void
 store_redis_lease_release(struct store_redis *sr, const char *key, const char *lease_id)
 {
-	sreq_start(sr, sreq_new(sr, SR_RELEASE, "conc:", key, lease_id, NULL, NULL), NULL, NULL, 0);
+	size_t plen = strlen(sr->prefix), klen = plen + 5 + strlen(key), ilen = strlen(lease_id);
+	struct srel *r = malloc(sizeof(*r) + klen + 1 + ilen + 1);
+
+	if (r == NULL)
+		return;		/* the lease expires after its ttl */
+	r->klen = klen;
+	r->ilen = ilen;
+	sprintf(r->buf, "%sconc:%s", sr->prefix, key);
+	memcpy(r->buf + klen + 1, lease_id, ilen + 1);
+	r->next = NULL;
+	*sr->rel.tail = r;
+	sr->rel.tail = &r->next;
+	if (++sr->rel.n >= SREL_MAX)
+		srel_send_alone(sr);
 }
 
 void
@@ -434,6 +564,27 @@ store_redis_forget(struct store_redis *sr, void *owner)
 void
 store_redis_turn(struct store_redis *sr)
 {
+	/* A failed send answers at once; what its callback queues goes too. */
+	while (sr->unsent || sr->rel.head) {
+		struct sreq *q;
+
+		if (sr->rel.head) {
+			/* Made after the turn's last request: they ride after its work. */
+			if (sr->unsent_last && sr->unsent_last->post.n == 0)
+				srel_take(sr, &sr->unsent_last->post);
+			else
+				srel_send_alone(sr);
+		}
+		q = sr->unsent;
+		sr->unsent = sr->unsent_last = NULL;
+		while (q) {
+			struct sreq *next = q->next_unsent;
+
+			if (sreq_send(q, sr->timeout_ms) < 0)
+				sreq_finish(q, STORE_FAIL);
+			q = next;
+		}
+	}
 	redis_conn_turn(sr->rc);
 }
 
@@ -441,12 +592,13 @@ struct store_redis *
 store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats)
 {
 	static const char *const src[NSCRIPTS] = { store_lua_rate, store_lua_acquire, store_lua_refresh,
-						   store_lua_connect };
+						   store_lua_connect, store_lua_mail, store_lua_release };
 	struct store_redis *sr = calloc(1, sizeof(*sr));
 
 	if (sr == NULL)
 		return NULL;
 	sr->stats = stats;
+	srel_list_init(&sr->rel);
 	sr->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 100;
 	sr->prefix = strdup(cfg->key_prefix ? cfg->key_prefix : "mxgate:");
 	if (sr->prefix == NULL) {
@@ -474,6 +626,8 @@ store_redis_free(struct store_redis *sr)
 		return;
 	/* Pending requests complete with NULL inside; no owner hears of it. */
 	sr->freeing = 1;
+	sr->unsent = sr->unsent_last = NULL;
+	srel_list_free(&sr->rel);
 	redis_conn_free(sr->rc);
 	while (sr->pending)
 		sreq_finish(sr->pending, STORE_FAIL);

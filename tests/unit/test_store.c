@@ -1,12 +1,13 @@
 /*
  * test_store.c - unit tests of the state store (proxy/store*.c) and the
  * Redis adapter (core/redis.c): the embedded table (exact windows, from
- * two threads too; leases, refresh, expiry; memory reclaimed), then the
- * Redis store against real redis-server processes this file starts on
- * free 127.0.0.1 ports (exact windows, two instances sharing one limit,
- * lease expiry after a "crash", NOSCRIPT recovery, timeouts and
- * reconnect when Redis stops and comes back, AUTH, unix socket) and a
- * throughput measurement. The Redis tests are skipped when
+ * two threads too; leases, refresh, expiry; memory reclaimed; the MAIL
+ * call with its prepaid recipient), then the Redis store against real
+ * redis-server processes this file starts on free 127.0.0.1 ports (exact
+ * windows, two instances sharing one limit, the MAIL script, lease
+ * expiry after a "crash", releases carried by other requests, NOSCRIPT
+ * recovery, timeouts and reconnect when Redis stops and comes back,
+ * AUTH, unix socket) and a throughput measurement. The Redis tests are skipped when
  * /usr/bin/redis-server is missing. Every wait is bounded in time.
  */
 #include <stdarg.h>
@@ -71,7 +72,7 @@ align_window(uint64_t (*now)(void), uint64_t w)
 
 /* Collects verdicts: owner is the waiter, token the index of the check. */
 struct waiter {
-	unsigned want, got, allow, deny, fail;
+	unsigned want, got, allow, deny, fail, norcpt;
 	enum store_verdict v[64];
 	uint64_t first_ms, last_ms;
 };
@@ -87,6 +88,7 @@ on_done(void *owner, uint64_t token, enum store_verdict v)
 	w->allow += v == STORE_ALLOW;
 	w->deny += v == STORE_DENY;
 	w->fail += v == STORE_FAIL;
+	w->norcpt += v == STORE_ALLOW_NO_RCPT;
 	w->last_ms = timer_now_ms();
 	if (w->got == 1)
 		w->first_ms = w->last_ms;
@@ -306,6 +308,164 @@ test_emb_connect(void **state)
 	assert_int_equal(ss.roundtrips, 0);
 	assert_int_equal(ss.failures, 0);
 	store_worker_free(st);
+	store_shared_free(sh);
+	free(cfg);
+}
+
+static enum store_verdict
+emb_mail(struct store *st, const char *key, unsigned ml, unsigned rl)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_mail(st, key, ml, 60000, rl, 60000, on_done, &w, 0);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+static enum store_verdict
+emb_rate(struct store *st, const char *kind, const char *key, unsigned limit)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_rate(st, kind, key, limit, 60000, on_done, &w, 0);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+/*
+ * store_mail: the message and one prepaid recipient, on the counters
+ * store_rate uses; a full message window charges nothing, a full
+ * recipient window charges the message only.
+ */
+static void
+test_emb_mail(void **state)
+{
+	struct config *cfg = config_embedded();
+	char err[128];
+	struct store_shared *sh = store_shared_new(cfg, err, sizeof(err));
+	struct store *st = store_worker_new(sh, NULL);
+	struct waiter w;
+
+	(void)state;
+	/* Windows are 60 s: stay clear of a boundary for the counts below. */
+	if (60000 - timer_now_ms() % 60000 < 5000)
+		align_window(timer_now_ms, 60000);
+	/* 3 messages, each with its recipient paid: then refused. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(emb_mail(st, "192.0.2.30", 3, 5), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.30", 3, 5), STORE_DENY);
+	assert_int_equal(emb_mail(st, "192.0.2.30", 3, 5), STORE_DENY);
+	/* The refusals charged nothing: the message counter is at 3, not 5. */
+	assert_int_equal(emb_rate(st, "msg", "192.0.2.30", 4), STORE_ALLOW);
+	assert_int_equal(emb_rate(st, "msg", "192.0.2.30", 4), STORE_DENY);
+	/* 3 recipients of 5 paid in advance: 2 more pass the RCPT check, not 3. */
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.30", 5), STORE_ALLOW);
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.30", 5), STORE_ALLOW);
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.30", 5), STORE_DENY);
+
+	/* Recipient window full: the message still goes, no recipient is paid. */
+	assert_int_equal(emb_mail(st, "192.0.2.31", 10, 2), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.31", 10, 2), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.31", 10, 2), STORE_ALLOW_NO_RCPT);
+	assert_int_equal(emb_mail(st, "192.0.2.31", 10, 2), STORE_ALLOW_NO_RCPT);
+	/* The RCPT check then refuses; recipients charged: 2, messages: 4. */
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.31", 2), STORE_DENY);
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.32", 2), STORE_ALLOW);	/* another client */
+	assert_int_equal(emb_rate(st, "msg", "192.0.2.31", 5), STORE_ALLOW);
+	assert_int_equal(emb_rate(st, "msg", "192.0.2.31", 5), STORE_DENY);
+
+	/* Recipients counted by RCPT checks count against the prepayment. */
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.33", 2), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.33", 0, 2), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.33", 0, 2), STORE_ALLOW_NO_RCPT);
+	/* A limit not asked for is not charged. */
+	assert_int_equal(emb_mail(st, "192.0.2.34", 1, 0), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.34", 1, 0), STORE_DENY);
+	assert_int_equal(emb_rate(st, "rcpt", "192.0.2.34", 1), STORE_ALLOW);
+	assert_int_equal(emb_mail(st, "192.0.2.35", 0, 0), STORE_ALLOW);
+
+	/* Fixed windows: exact again in the next one. */
+	for (int round = 0; round < 2; round++) {
+		align_window(timer_now_ms, 200);
+		waiter_reset(&w, 6);
+		for (unsigned i = 0; i < 6; i++)
+			store_mail(st, "192.0.2.36", 4, 200, 2, 200, on_done, &w, i);
+		assert_int_equal(w.allow, 2);
+		assert_int_equal(w.norcpt, 2);
+		assert_int_equal(w.deny, 2);
+		for (unsigned i = 0; i < 6; i++)
+			assert_int_equal(w.v[i], i < 2 ? STORE_ALLOW : i < 4 ? STORE_ALLOW_NO_RCPT : STORE_DENY);
+	}
+	store_worker_free(st);
+	store_shared_free(sh);
+	free(cfg);
+}
+
+struct mail_hammer {
+	struct store *st;
+	unsigned n, allowed, prepaid;
+};
+
+static void
+mail_hammer_done(void *owner, uint64_t token, enum store_verdict v)
+{
+	struct mail_hammer *h = owner;
+
+	(void)token;
+	if (h == NULL)
+		return;
+	h->allowed += v == STORE_ALLOW || v == STORE_ALLOW_NO_RCPT;
+	h->prepaid += v == STORE_ALLOW;
+}
+
+static void *
+mail_hammer_main(void *arg)
+{
+	struct mail_hammer *h = arg;
+	char key[32];
+
+	for (unsigned i = 0; i < h->n; i++) {
+		store_mail(h->st, "198.51.100.8", 1000, 3600 * 1000, 600, 3600 * 1000, mail_hammer_done, h, i);
+		/* Other clients in between: both threads take many pairs of shard locks. */
+		snprintf(key, sizeof(key), "10.9.%u.%u", (i / 256) % 256, i % 256);
+		store_mail(h->st, key, 1000, 3600 * 1000, 600, 3600 * 1000, mail_hammer_done, NULL, i);
+	}
+	return NULL;
+}
+
+/* Two threads on one client: exactly 1000 messages and 600 prepaid recipients, no deadlock. */
+static void
+test_emb_mail_threads(void **state)
+{
+	struct config *cfg = config_embedded();
+	char err[128];
+	struct store_shared *sh = store_shared_new(cfg, err, sizeof(err));
+	struct mail_hammer h[2];
+	pthread_t t[2];
+	uint64_t w0;
+
+	(void)state;
+	assert_non_null(sh);
+	/* Retry if the hour-long window happened to turn during the run. */
+	for (int attempt = 0; attempt < 2; attempt++) {
+		w0 = timer_now_ms() / (3600 * 1000);
+		for (int i = 0; i < 2; i++) {
+			h[i].st = store_worker_new(sh, NULL);
+			h[i].n = 5000;
+			h[i].allowed = h[i].prepaid = 0;
+			assert_int_equal(pthread_create(&t[i], NULL, mail_hammer_main, &h[i]), 0);
+		}
+		for (int i = 0; i < 2; i++) {
+			pthread_join(t[i], NULL);
+			store_worker_free(h[i].st);
+		}
+		if (timer_now_ms() / (3600 * 1000) == w0)
+			break;
+	}
+	assert_int_equal(h[0].allowed + h[1].allowed, 1000);
+	assert_int_equal(h[0].prepaid + h[1].prepaid, 600);
 	store_shared_free(sh);
 	free(cfg);
 }
@@ -991,6 +1151,292 @@ test_redis_connect(void **state)
 	node_free(&n);
 }
 
+/* The counter of kind for key in the current 60 s window (0 if none); its TTL is checked. */
+static long long
+redis_kind_count(const char *kind, const char *key)
+{
+	redisReply *r;
+	char cmd[160];
+	long long v = 0;
+
+	snprintf(cmd, sizeof(cmd), "KEYS mxtest:%s:%s:*", kind, key);
+	r = redis_sync(cmd);
+	assert_non_null(r);
+	assert_true(r->elements <= 1);
+	if (r->elements == 1) {
+		redisReply *g, *t;
+
+		snprintf(cmd, sizeof(cmd), "GET %s", r->element[0]->str);
+		g = redis_sync(cmd);
+		v = atoll(g->str);
+		freeReplyObject(g);
+		snprintf(cmd, sizeof(cmd), "PTTL %s", r->element[0]->str);
+		t = redis_sync(cmd);
+		assert_true(t->integer > 0 && t->integer <= 61000);
+		freeReplyObject(t);
+	}
+	freeReplyObject(r);
+	return v;
+}
+
+static enum store_verdict
+node_mail(struct tnode *n, const char *key, unsigned ml, unsigned rl)
+{
+	struct waiter w;
+
+	waiter_reset(&w, 1);
+	store_mail(n->st, key, ml, 60000, rl, 60000, on_done, &w, 0);
+	run_until(n, &w, 2000);
+	assert_int_equal(w.got, 1);
+	return w.v[0];
+}
+
+/* The MAIL script: same semantics as the embedded store's, one EVALSHA per call. */
+static void
+test_redis_mail(void **state)
+{
+	struct tnode n;
+	struct waiter w;
+	struct store_stats s0, s1;
+	long long e0, e1;
+
+	(void)state;
+	if (!have_redis)
+		skip();
+	if (60000 - real_ms() % 60000 < 5000)
+		align_window(real_ms, 60000);
+	node_init(&n, redis_addr, NULL, 1000);
+	node_ready(&n);
+	store_stats(n.st, &s0);
+	e0 = redis_evalsha_calls();
+
+	/* 3 messages with their recipient paid, then refused without a charge. */
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(node_mail(&n, "192.0.2.130", 3, 5), STORE_ALLOW);
+	assert_int_equal(node_mail(&n, "192.0.2.130", 3, 5), STORE_DENY);
+	assert_int_equal(node_mail(&n, "192.0.2.130", 3, 5), STORE_DENY);
+	assert_int_equal(redis_kind_count("msg", "192.0.2.130"), 3);
+	assert_int_equal(redis_kind_count("rcpt", "192.0.2.130"), 3);
+	/* The RCPT check shares the counter: 2 more of 5. */
+	assert_int_equal(node_rate(&n, "rcpt", "192.0.2.130", 5, 60000, 2000), STORE_ALLOW);
+	assert_int_equal(node_rate(&n, "rcpt", "192.0.2.130", 5, 60000, 2000), STORE_ALLOW);
+	assert_int_equal(node_rate(&n, "rcpt", "192.0.2.130", 5, 60000, 2000), STORE_DENY);
+
+	/* Recipient window full: message charged, no recipient. */
+	assert_int_equal(node_mail(&n, "192.0.2.131", 10, 2), STORE_ALLOW);
+	assert_int_equal(node_mail(&n, "192.0.2.131", 10, 2), STORE_ALLOW);
+	assert_int_equal(node_mail(&n, "192.0.2.131", 10, 2), STORE_ALLOW_NO_RCPT);
+	assert_int_equal(redis_kind_count("msg", "192.0.2.131"), 3);
+	assert_int_equal(redis_kind_count("rcpt", "192.0.2.131"), 2);
+	/* Limits not asked for: not charged, no key written. */
+	assert_int_equal(node_mail(&n, "192.0.2.132", 2, 0), STORE_ALLOW);
+	assert_int_equal(redis_kind_count("rcpt", "192.0.2.132"), 0);
+	assert_int_equal(node_mail(&n, "192.0.2.133", 0, 2), STORE_ALLOW);
+	assert_int_equal(redis_kind_count("msg", "192.0.2.133"), 0);
+	assert_int_equal(redis_kind_count("rcpt", "192.0.2.133"), 1);
+
+	/* 10 calls and 3 RCPT checks: one round trip and one EVALSHA each. */
+	store_stats(n.st, &s1);
+	e1 = redis_evalsha_calls();
+	assert_int_equal(s1.checks - s0.checks, 13);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 13);
+	assert_int_equal(e1 - e0, 13);
+	assert_int_equal(s1.failures - s0.failures, 0);
+
+	/* Pipelined in one turn: exact all the same. */
+	waiter_reset(&w, 30);
+	for (unsigned i = 0; i < 30; i++)
+		store_mail(n.st, "192.0.2.134", 20, 60000, 12, 60000, on_done, &w, i);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.allow, 12);
+	assert_int_equal(w.norcpt, 8);
+	assert_int_equal(w.deny, 10);
+	for (unsigned i = 0; i < 30; i++)
+		assert_int_equal(w.v[i], i < 12 ? STORE_ALLOW : i < 20 ? STORE_ALLOW_NO_RCPT : STORE_DENY);
+	assert_int_equal(redis_kind_count("msg", "192.0.2.134"), 20);
+	assert_int_equal(redis_kind_count("rcpt", "192.0.2.134"), 12);
+
+	/* NOSCRIPT: loaded again, retried once. */
+	freeReplyObject(redis_sync("SCRIPT FLUSH"));
+	assert_int_equal(node_mail(&n, "192.0.2.135", 1, 1), STORE_ALLOW);
+	assert_int_equal(node_mail(&n, "192.0.2.135", 1, 1), STORE_DENY);
+	node_free(&n);
+}
+
+/* Two instances, each in its own thread, on one client's message and recipient windows. */
+struct mail_inst {
+	pthread_t t;
+	const char *key;
+	unsigned n;
+	struct waiter w;
+};
+
+static void *
+mail_inst_main(void *arg)
+{
+	struct mail_inst *in = arg;
+	struct tnode n;
+
+	node_init(&n, redis_addr, NULL, 2000);
+	node_ready(&n);
+	waiter_reset(&in->w, in->n);
+	for (unsigned i = 0; i < in->n; i += 50) {
+		for (unsigned j = 0; j < 50; j++)
+			store_mail(n.st, in->key, 200, 60000, 120, 60000, on_done, &in->w, 64);
+		run_until(&n, NULL, 1);
+	}
+	run_until(&n, &in->w, 5000);
+	node_free(&n);
+	return NULL;
+}
+
+static void
+test_redis_mail_two_instances(void **state)
+{
+	struct mail_inst in[2];
+	char key[32];
+	uint64_t w0;
+
+	(void)state;
+	if (!have_redis)
+		skip();
+	for (int attempt = 0; attempt < 2; attempt++) {
+		snprintf(key, sizeof(key), "198.51.100.%d", 40 + attempt);
+		w0 = real_ms() / 60000;
+		for (int i = 0; i < 2; i++) {
+			memset(&in[i], 0, sizeof(in[i]));
+			in[i].key = key;
+			in[i].n = 300;
+			assert_int_equal(pthread_create(&in[i].t, NULL, mail_inst_main, &in[i]), 0);
+		}
+		for (int i = 0; i < 2; i++)
+			pthread_join(in[i].t, NULL);
+		if (real_ms() / 60000 == w0)
+			break;
+	}
+	assert_int_equal(in[0].w.got + in[1].w.got, 600);
+	assert_int_equal(in[0].w.fail + in[1].w.fail, 0);
+	/* 600 MAILs against one 200 messages and 120 recipients: 120 paid, 80 not, 400 refused. */
+	assert_int_equal(in[0].w.allow + in[1].w.allow, 120);
+	assert_int_equal(in[0].w.norcpt + in[1].w.norcpt, 80);
+	assert_int_equal(in[0].w.deny + in[1].w.deny, 400);
+	assert_true(in[0].w.allow + in[0].w.norcpt > 0 && in[1].w.allow + in[1].w.norcpt > 0);
+	assert_int_equal(redis_kind_count("msg", key), 200);
+	assert_int_equal(redis_kind_count("rcpt", key), 120);
+}
+
+static long long
+redis_zcard(const char *key)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "ZCARD mxtest:conc:%s", key);
+	return redis_int(cmd);
+}
+
+/*
+ * Releases ride on the turn's other requests, in their place among them:
+ * before a check queued after them, after the turn's last check; alone
+ * (one script call for all) in a turn without a check.
+ */
+static void
+test_redis_release_carried(void **state)
+{
+	struct tnode n;
+	struct waiter w;
+	struct store_stats s0, s1;
+	long long e0, e1;
+	char id[16];
+
+	(void)state;
+	if (!have_redis)
+		skip();
+	if (60000 - real_ms() % 60000 < 5000)
+		align_window(real_ms, 60000);
+	node_init(&n, redis_addr, NULL, 1000);
+	node_ready(&n);
+	freeReplyObject(redis_sync("DEL mxtest:conc:192.0.2.140 mxtest:conc:192.0.2.141 mxtest:conc:192.0.2.142"));
+	assert_int_equal(node_acquire(&n, "192.0.2.140", "a1", 2, 60000), STORE_ALLOW);
+	assert_int_equal(node_acquire(&n, "192.0.2.140", "a2", 2, 60000), STORE_ALLOW);
+	assert_int_equal(node_acquire(&n, "192.0.2.140", "a3", 2, 60000), STORE_DENY);
+
+	/* Release, then a check: one round trip; the check sees the slot free. */
+	store_stats(n.st, &s0);
+	e0 = redis_evalsha_calls();
+	waiter_reset(&w, 2);
+	store_lease_release(n.st, "192.0.2.140", "a1");
+	store_lease_acquire(n.st, "192.0.2.140", "b1", 2, 60000, on_done, &w, 0);
+	store_lease_acquire(n.st, "192.0.2.140", "b2", 2, 60000, on_done, &w, 1);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	assert_int_equal(w.v[1], STORE_DENY);
+	store_stats(n.st, &s1);
+	e1 = redis_evalsha_calls();
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 2);
+	assert_int_equal(e1 - e0, 2);
+	assert_int_equal(redis_zcard("192.0.2.140"), 2);	/* a2, b1 */
+
+	/* A check, then a release: still no command of its own; the release comes after it. */
+	store_stats(n.st, &s0);
+	waiter_reset(&w, 1);
+	store_lease_acquire(n.st, "192.0.2.140", "c1", 2, 60000, on_done, &w, 0);
+	store_lease_release(n.st, "192.0.2.140", "a2");
+	run_until(&n, &w, 2000);
+	run_until(&n, NULL, 50);
+	assert_int_equal(w.v[0], STORE_DENY);		/* a2 was still held when c1 asked */
+	store_stats(n.st, &s1);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 1);
+	assert_int_equal(redis_zcard("192.0.2.140"), 1);	/* b1 */
+
+	/* Acquired and released in the same turn (a client gone before its greeting): nothing left. */
+	waiter_reset(&w, 1);
+	store_connect(n.st, "192.0.2.141", 0, 60000, "d1", 5, 60000, on_done, &w, 0);
+	store_lease_release(n.st, "192.0.2.141", "d1");
+	run_until(&n, &w, 2000);
+	run_until(&n, NULL, 50);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	assert_int_equal(redis_zcard("192.0.2.141"), 0);
+
+	/* Releases alone in their turn: one call for all of them, in batches past the carry limit. */
+	for (unsigned i = 0; i < 73; i++) {
+		snprintf(id, sizeof(id), "e%u", i);
+		assert_int_equal(node_acquire(&n, "192.0.2.142", id, 100, 60000), STORE_ALLOW);
+	}
+	store_stats(n.st, &s0);
+	e0 = redis_evalsha_calls();
+	for (unsigned i = 0; i < 3; i++) {
+		snprintf(id, sizeof(id), "e%u", i);
+		store_lease_release(n.st, "192.0.2.142", id);
+	}
+	run_until(&n, NULL, 50);
+	store_stats(n.st, &s1);
+	e1 = redis_evalsha_calls();
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 1);
+	assert_int_equal(e1 - e0, 1);
+	assert_int_equal(redis_zcard("192.0.2.142"), 70);
+	/* 70: 32 and 32 in a call each (the second takes the last 6 too). */
+	store_stats(n.st, &s0);
+	for (unsigned i = 3; i < 73; i++) {
+		snprintf(id, sizeof(id), "e%u", i);
+		store_lease_release(n.st, "192.0.2.142", id);
+	}
+	run_until(&n, NULL, 50);
+	store_stats(n.st, &s1);
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 2);
+	assert_int_equal(redis_zcard("192.0.2.142"), 0);
+
+	/* Carried by a check that meets NOSCRIPT: done when it is retried. */
+	assert_int_equal(node_acquire(&n, "192.0.2.142", "f1", 1, 60000), STORE_ALLOW);
+	freeReplyObject(redis_sync("SCRIPT FLUSH"));
+	waiter_reset(&w, 1);
+	store_lease_release(n.st, "192.0.2.142", "f1");
+	store_rate(n.st, "msg", "192.0.2.142", 10, 60000, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	assert_int_equal(redis_zcard("192.0.2.142"), 0);
+	node_free(&n);
+}
+
 static void
 test_redis_noscript(void **state)
 {
@@ -1288,6 +1734,8 @@ main(void)
 		cmocka_unit_test(test_emb_rate_threads),
 		cmocka_unit_test(test_emb_leases),
 		cmocka_unit_test(test_emb_connect),
+		cmocka_unit_test(test_emb_mail),
+		cmocka_unit_test(test_emb_mail_threads),
 		cmocka_unit_test(test_emb_memory_bounded),
 	};
 	const struct CMUnitTest redis[] = {
@@ -1295,6 +1743,9 @@ main(void)
 		cmocka_unit_test(test_redis_two_instances),
 		cmocka_unit_test(test_redis_leases),
 		cmocka_unit_test(test_redis_connect),
+		cmocka_unit_test(test_redis_mail),
+		cmocka_unit_test(test_redis_mail_two_instances),
+		cmocka_unit_test(test_redis_release_carried),
 		cmocka_unit_test(test_redis_noscript),
 		cmocka_unit_test(test_redis_password),
 		cmocka_unit_test(test_redis_unix),
