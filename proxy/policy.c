@@ -4,7 +4,10 @@
  * Access lists are matched in memory (no round trip). Limits go to the
  * worker's state store: the connection rate and the concurrency lease are
  * asked for in one call at connect (one Redis round trip), and the
- * greeting waits for it.
+ * greeting waits for it. MAIL charges the message and pays for the
+ * first recipient in advance in one call (see policy.h), so a message
+ * with one recipient costs one round trip, which the session overlaps
+ * with the backend's MAIL.
  * Concurrency is a lease the session refreshes while it lives and
  * releases at its end, so an instance that dies frees its slots when the
  * leases expire. When the store cannot answer in time, [redis]
@@ -143,15 +146,48 @@ policy_rate(struct session *s, const char *kind, const struct cfg_rate *rate, po
 	launched(s);
 }
 
+/* The MAIL answer: the message's verdict, and whether a recipient was paid for. */
+static void
+mail_done(void *owner, uint64_t token, enum store_verdict v)
+{
+	struct session *s = owner;
+	const struct cfg_limits *lim = &s->cfg->limits;
+
+	if (token != s->policy_token || s->policy_pending == 0)
+		return;
+	if (v == STORE_ALLOW && lim->recipient_rate.count)
+		s->tx.rcpt_prepaid = 1;
+	if (v == STORE_ALLOW_NO_RCPT || (v == STORE_FAIL && !lim->message_rate.count))
+		v = STORE_ALLOW;	/* no prepaid recipient: the first RCPT checks (and decides on a failure) */
+	check_done(owner, token, v);
+}
+
 void
 policy_mail(struct session *s, policy_done_fn *done)
 {
-	policy_rate(s, "msg", &s->cfg->limits.message_rate, done);
+	const struct cfg_limits *lim = &s->cfg->limits;
+
+	begin(s, done);
+	s->tx.rcpt_prepaid = 0;
+	if (!s->trusted && lim->enabled && s->w->store &&
+	    (lim->message_rate.count || lim->recipient_rate.count)) {
+		s->policy_pending++;
+		store_mail(s->w->store, s->client_key, lim->message_rate.count, lim->message_rate.per_ms,
+			   lim->recipient_rate.count, lim->recipient_rate.per_ms, mail_done, s, s->policy_token);
+	}
+	launched(s);
 }
 
 void
 policy_rcpt(struct session *s, policy_done_fn *done)
 {
+	if (s->tx.rcpt_prepaid) {
+		/* Paid at MAIL: this recipient costs nothing more. */
+		s->tx.rcpt_prepaid = 0;
+		begin(s, done);
+		launched(s);
+		return;
+	}
 	policy_rate(s, "rcpt", &s->cfg->limits.recipient_rate, done);
 }
 

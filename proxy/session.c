@@ -186,6 +186,7 @@ txn_end(struct session *s, enum link_end how)
 		else
 			blink_release(t->link, how == LINK_DIRTY);
 	}
+	free(t->mail_reply);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -426,32 +427,151 @@ on_rcpt_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 
 static void link_ready(void *owner, struct blink *l);
 
+/*
+ * ---- MAIL ----
+ * The policy check (message rate, and the first recipient paid in
+ * advance: one store round trip) and the backend's side (a link,
+ * XFORWARD/XCLIENT, MAIL) start together, and the client is answered
+ * when both are known. Either may finish first, and either may finish
+ * before the call that started it returns (the embedded store answers
+ * at once; so does a backend_acquire that finds no backend). The policy
+ * has the last word: refused here but accepted there, the link is RSET
+ * before it serves anyone else, so no backend keeps a transaction the
+ * client was told failed. A policy refusal known before the backend is
+ * asked (the embedded store) asks no backend at all.
+ */
+enum { MW_POLICY = 1, MW_BACKEND = 2 };
+
+/* Both sides are known. text/len: the backend's reply, or NULL for the one kept. */
+static void
+mail_answer(struct session *s, const char *text, size_t len)
+{
+	struct txn *t = &s->tx;
+	int code = t->mail_code;
+
+	if (text == NULL) {
+		text = t->mail_reply ? t->mail_reply : "";
+		len = t->mail_reply ? t->mail_reply_len : 0;
+	}
+	if (t->mail_verdict != POLICY_OK) {
+		if (t->link) {
+			/* Accepted there, refused here: RSET before the link goes back to the pool. */
+			blink_release(t->link, 1);
+			t->link = NULL;
+		}
+		if (t->mail_verdict == POLICY_LIMITED)
+			session_reply(s, "451 4.7.1 Error: too many messages from %s; try again later", s->peer_ip);
+		else
+			session_reply(s, "451 4.7.1 Error: cannot check the message rate now; try again later");
+		txn_log(s, "tempfail", t->mail_verdict == POLICY_LIMITED ? "message rate" : "store failure");
+		txn_end(s, LINK_CLEAN);
+	} else if (code >= 200 && code < 300) {
+		relay_reply(s, text, len, code);
+		free(t->mail_reply);
+		t->mail_reply = NULL;
+		t->mail_reply_len = 0;
+		/* No longer parked: the link is the transaction's, as after any reply. */
+		blink_expect(t->link, NULL, NULL, BLINK_NO_TIMEOUT);
+		t->active = 1;
+	} else if (code > 0) {
+		relay_reply(s, text, len, code);
+		txn_end(s, LINK_CLEAN);
+	} else {
+		session_reply(s, "%s", t->mail_fail ? t->mail_fail :
+			      "451 4.4.1 Error: no backend available; try again later");
+		txn_end(s, LINK_CLEAN);
+	}
+	session_resume_commands(s);
+}
+
+static void mail_backend_lost(struct session *s);
+
+/*
+ * The link failed, or spoke unasked (a 421), after it accepted MAIL and
+ * before the policy answered: another link is tried, as for a link that
+ * dies before its MAIL reply.
+ */
+static void
+on_mail_parked(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+	struct txn *t = &s->tx;
+
+	(void)text;
+	(void)len;
+	if (code >= 0)
+		blink_abort(l);
+	t->link = NULL;
+	free(t->mail_reply);
+	t->mail_reply = NULL;
+	t->mail_reply_len = 0;
+	t->mail_code = 0;
+	t->mail_wait |= MW_BACKEND;
+	mail_backend_lost(s);
+}
+
+/*
+ * The backend's side is known: code > 0 is its reply to MAIL (text,
+ * len); 0 means no backend took it (fail: our reply, NULL: none available).
+ */
+static void
+mail_backend_done(struct session *s, int code, const char *text, size_t len, const char *fail)
+{
+	struct txn *t = &s->tx;
+
+	t->mail_wait &= ~MW_BACKEND;
+	t->mail_code = code;
+	t->mail_fail = fail;
+	if (code > 0 && (code < 200 || code >= 300) && t->link) {
+		/* Refused there: the link holds no transaction and may serve others now. */
+		blink_release(t->link, 0);
+		t->link = NULL;
+	}
+	if (!(t->mail_wait & MW_POLICY)) {
+		mail_answer(s, text, len);
+		return;
+	}
+	/* The policy's answer is due: keep the reply, and hear of the link meanwhile. */
+	if (code > 0 && len) {
+		t->mail_reply = malloc(len);
+		if (t->mail_reply) {	/* else relay_reply says "2.0.0 Ok" / "4.0.0 Error" itself */
+			memcpy(t->mail_reply, text, len);
+			t->mail_reply_len = len;
+		}
+	}
+	if (t->link)
+		blink_expect(t->link, on_mail_parked, s, BLINK_NO_TIMEOUT);
+}
+
+/*
+ * The link was lost, before its MAIL reply (a pooled link can die quietly
+ * while idle) or parked after it: another link is tried.
+ */
+static void
+mail_backend_lost(struct session *s)
+{
+	struct txn *t = &s->tx;
+
+	/* Another link, unless the policy has already refused. */
+	if (++t->mail_attempts < 3 && ((t->mail_wait & MW_POLICY) || t->mail_verdict == POLICY_OK)) {
+		t->acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+		return;
+	}
+	mail_backend_done(s, 0, NULL, 0, NULL);
+}
+
 static void
 on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
 {
 	struct session *s = owner;
 
+	(void)l;
 	if (code < 0) {
-		/* A pooled link can die quietly while idle: try a fresh one. */
 		s->tx.link = NULL;
-		if (++s->tx.mail_attempts < 3) {
-			s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
-			return;
-		}
-		session_reply(s, "451 4.4.1 Error: no backend available; try again later");
-		txn_end(s, LINK_ABORT);
-		session_resume_commands(s);
+		mail_backend_lost(s);
 		return;
 	}
-	relay_reply(s, text, len, code);
-	if (code >= 200 && code < 300) {
-		s->tx.active = 1;
-	} else {
-		blink_release(l, 0);
-		s->tx.link = NULL;
-		txn_end(s, LINK_CLEAN);
-	}
-	session_resume_commands(s);
+	mail_backend_done(s, code, text, len, NULL);
 }
 
 static void
@@ -500,9 +620,10 @@ on_forward_reply(struct blink *l, void *owner, int code, const char *text, size_
 		 * address, for the client: better a temporary failure.
 		 */
 		log_warn("conn=%s backend=%s XCLIENT refused with %d", s->id, l->pool->name, code);
-		session_reply(s, "451 4.4.1 Error: backend refused the client's identity; try again later");
-		txn_end(s, LINK_ABORT);
-		session_resume_commands(s);
+		blink_abort(l);
+		s->tx.link = NULL;
+		mail_backend_done(s, 0, NULL, 0,
+				  "451 4.4.1 Error: backend refused the client's identity; try again later");
 		return;
 	} else if (code != 250) {
 		/* The message still goes; the backend just logs mxgate as the client. */
@@ -550,9 +671,9 @@ forward_client(struct session *s, struct blink *l)
 			 l->pool->name, verb);
 		if (verb[1] == 'F')
 			return 0;	/* XFORWARD only informs the backend's logs */
-		session_reply(s, "451 4.4.1 Error: cannot pass the client's identity to the backend");
-		txn_end(s, LINK_ABORT);
-		session_resume_commands(s);
+		blink_abort(l);
+		s->tx.link = NULL;
+		mail_backend_done(s, 0, NULL, 0, "451 4.4.1 Error: cannot pass the client's identity to the backend");
 		return -1;
 	}
 	if (verb[1] == 'C')
@@ -568,10 +689,8 @@ link_ready(void *owner, struct blink *l)
 
 	s->tx.acq = NULL;
 	if (l == NULL) {
-		session_reply(s, "451 4.4.1 Error: no backend available; try again later");
 		log_warn("conn=%s client=%s no backend reachable for MAIL", s->id, s->peer_str);
-		txn_end(s, LINK_CLEAN);
-		session_resume_commands(s);
+		mail_backend_done(s, 0, NULL, 0, NULL);
 		return;
 	}
 	s->tx.link = l;
@@ -580,23 +699,27 @@ link_ready(void *owner, struct blink *l)
 		send_mail(s);
 }
 
-/* ---- commands ---- */
-
+/* The policy's side of MAIL. */
 static void
 mail_checked(struct session *s, enum policy_verdict v)
 {
-	if (v != POLICY_OK) {
-		if (v == POLICY_LIMITED)
-			session_reply(s, "451 4.7.1 Error: too many messages from %s; try again later", s->peer_ip);
-		else
-			session_reply(s, "451 4.7.1 Error: cannot check the message rate now; try again later");
-		txn_log(s, "tempfail", v == POLICY_LIMITED ? "message rate" : "store failure");
-		txn_end(s, LINK_CLEAN);
-		session_resume_commands(s);
-		return;
+	struct txn *t = &s->tx;
+
+	t->mail_wait &= ~MW_POLICY;
+	t->mail_verdict = (int)v;
+	if (t->mail_launching)
+		return;		/* cmd_mail goes on from here */
+	if (v != POLICY_OK && t->acq) {
+		/* Still no link: nothing to wait for at the backend. */
+		backend_acquire_cancel(t->acq);
+		t->acq = NULL;
+		t->mail_wait &= ~MW_BACKEND;
 	}
-	s->tx.acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
+	if (t->mail_wait == 0)
+		mail_answer(s, NULL, 0);
 }
+
+/* ---- commands ---- */
 
 static void
 rcpt_checked(struct session *s, enum policy_verdict v)
@@ -702,7 +825,17 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	t->from[n] = '\0';
 	worker_txn_id(s->w, t->id, sizeof(t->id));
 	s->phase = PH_WAIT;
+	t->mail_wait = MW_POLICY | MW_BACKEND;
+	t->mail_launching = 1;
 	policy_mail(s, mail_checked);
+	t->mail_launching = 0;
+	if (!(t->mail_wait & MW_POLICY) && t->mail_verdict != POLICY_OK) {
+		/* Refused at once (embedded store): no backend is asked. */
+		t->mail_wait = 0;
+		mail_answer(s, NULL, 0);
+		return;
+	}
+	t->acq = backend_acquire(s->w, s->cfg, s->lst, s, link_ready);
 }
 
 static void

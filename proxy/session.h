@@ -47,6 +47,15 @@ struct txn {
 	int mail_attempts;
 	char mail_line[SMTP_LINE_MAX + 64];	/* rebuilt MAIL, kept to retry on another link */
 	size_t mail_len;
+	/* MAIL waits for the policy check and the backend side by side (session.c) */
+	unsigned mail_wait;		/* MW_* still to come */
+	int mail_launching;		/* cmd_mail is still starting them */
+	int mail_verdict;		/* enum policy_verdict, once known */
+	int mail_code;			/* the backend's reply to MAIL; 0: none (mail_fail says why) */
+	const char *mail_fail;		/* our reply when no backend took MAIL (NULL: no backend available) */
+	char *mail_reply;		/* the backend's reply, kept while the policy answer is due */
+	size_t mail_reply_len;
+	int rcpt_prepaid;		/* MAIL paid for one recipient in advance (policy.c) */
 	char rcpt_line[SMTP_LINE_MAX + 64];	/* rebuilt RCPT, waiting for the recipient-rate check */
 	size_t rcpt_len;
 };

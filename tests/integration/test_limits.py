@@ -4,7 +4,13 @@ a real redis-server of the test's own: connection_rate and concurrency at
 connect (421 4.7.0 and close), message_rate at MAIL and recipient_rate at
 RCPT (451 4.7.1); exactly N admitted, then refused, then admitted again
 after the window; bursts from parallel clients over several workers;
-IPv6 clients over ::1. With Redis: two mxgate instances share one limit,
+IPv6 clients over ::1. MAIL pays for the first recipient in advance:
+recipient_rate stays exact with one and with several recipients per
+message, and a transaction abandoned after MAIL keeps its prepaid
+recipient charged (conservative by one). MAIL's check runs alongside the
+backend's MAIL: a MAIL refused by the limit leaves no transaction at the
+backend (RSET when the backend had already accepted it, nothing at all
+when the refusal came first), and the session goes on. With Redis: two mxgate instances share one limit,
 a killed mxgate's concurrency leases expire, Redis stopped or frozen mid
 run honours on_failure both ways and Redis restarted is used again
 without restarting mxgate, AUTH and unix sockets, and every key mxgate
@@ -38,6 +44,122 @@ def enhanced(reply):
     return m.group(1).decode() if m else None
 
 
+class RecordingBackend:
+    """
+    A minimal SMTP backend on 127.0.0.1 that records every command line per
+    connection (self.conns: list of lists of upper-case verbs) and answers
+    MAIL after mail_delay seconds. Stopped by the test's cleanup.
+    """
+
+    def __init__(self, test, mail_delay=0.0):
+        self.mail_delay = mail_delay
+        self.lock = threading.Lock()
+        self.conns = []
+        self.messages = 0
+        self.stop = threading.Event()
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.1)
+        self.port = self.lsock.getsockname()[1]
+        self.socks = []
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.close)
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.lsock.close()
+        with self.lock:
+            for s in self.socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.socks.append(s)
+                verbs = []
+                self.conns.append(verbs)
+            threading.Thread(target=self.serve, args=(s, verbs), daemon=True).start()
+
+    def serve(self, s, verbs):
+        s.settimeout(0.2)
+        buf = b""
+        in_data = False
+        try:
+            s.sendall(b"220 recording.backend ESMTP\r\n")
+            while not self.stop.is_set():
+                if in_data:
+                    end = buf.find(b"\r\n.\r\n")
+                    if end >= 0:
+                        buf = buf[end + 5:]
+                        in_data = False
+                        with self.lock:
+                            self.messages += 1
+                            verbs.append(".")
+                        s.sendall(b"250 2.0.0 queued as REC%d\r\n" % self.messages)
+                        continue
+                elif b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    verb = line.strip().split(b" ")[0].upper().decode("ascii", "replace")
+                    with self.lock:
+                        verbs.append(verb)
+                    if verb == "EHLO":
+                        s.sendall(b"250-recording.backend\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+                    elif verb == "MAIL":
+                        if self.mail_delay:
+                            time.sleep(self.mail_delay)
+                        s.sendall(b"250 2.1.0 ok\r\n")
+                    elif verb == "DATA":
+                        in_data = True
+                        s.sendall(b"354 go ahead\r\n")
+                    elif verb == "QUIT":
+                        s.sendall(b"221 2.0.0 bye\r\n")
+                        return
+                    else:  # RCPT RSET NOOP
+                        s.sendall(b"250 2.0.0 ok\r\n")
+                    continue
+                try:
+                    chunk = s.recv(65536)
+                except (socket.timeout, TimeoutError):
+                    continue
+                if not chunk:
+                    return
+                buf += chunk
+        except OSError:
+            return
+
+    def transactions(self):
+        """Each connection's MAIL transactions, as the verbs from a MAIL to its end."""
+        out = []
+        with self.lock:
+            for verbs in self.conns:
+                cur = None
+                for v in verbs:
+                    if v == "MAIL":
+                        if cur is not None:
+                            out.append(cur)
+                        cur = [v]
+                    elif cur is not None:
+                        cur.append(v)
+                        if v in (".", "RSET", "QUIT"):
+                            out.append(cur)
+                            cur = None
+                if cur is not None:
+                    out.append(cur)
+        return out
+
+
 class LimitsMixin:
     """Builds a sink and an mxgate with [limits] (and [redis] when self.use_redis)."""
 
@@ -48,9 +170,9 @@ class LimitsMixin:
         self.sink = start_mxsink(self)
         self.redis = start_redis(self) if self.use_redis else None
 
-    def gate(self, limits, workers=1, extra=None, ipv6=False, name="mxgate"):
+    def gate(self, limits, workers=1, extra=None, ipv6=False, name="mxgate", backend=None):
         port = free_port()
-        cfg = gate_config(port, [self.sink], workers=workers)
+        cfg = gate_config(port, [backend or self.sink], workers=workers)
         if ipv6:
             self.port6 = free_port(socket.AF_INET6)
             cfg["listener in"]["listen"] = "127.0.0.1:%d, [::1]:%d" % (port, self.port6)
@@ -63,6 +185,12 @@ class LimitsMixin:
 
     def align(self, window_s):
         align_window(window_s, redis=self.redis is not None)
+
+    def next_window(self, window_s):
+        """Waits for the start of the next window (align() may stay in the current one)."""
+        clock = time.time if self.redis is not None else time.monotonic
+        time.sleep(window_s - clock() % window_s + 0.02)
+        self.align(window_s)
 
     # -- one attempt each
 
@@ -282,6 +410,193 @@ class LimitsCases(LimitsMixin):
             time.sleep(0.25)
         self.quit(c)
         self.quit(e)
+
+    def rcpt_window_run(self, c, rcpts_per_msg, limit, tag):
+        """
+        Messages of rcpts_per_msg recipients until recipient_rate (limit per
+        window) refuses one; returns the recipients accepted. Exactly limit
+        must be, whatever the split over messages; the MAIL that comes with
+        the window full is accepted (its first RCPT is the one refused).
+        """
+        accepted = []
+        for m in range((limit + rcpts_per_msg) // rcpts_per_msg + 1):
+            r = c.cmd("MAIL FROM:<a@example.test>")
+            self.assertEqual(r.code, 250, "MAIL %d (%s): %r" % (m + 1, tag, r.raw))
+            ok = []
+            for i in range(rcpts_per_msg):
+                rc = "%s-%d-%d@example.test" % (tag, m, i)
+                r = c.cmd("RCPT TO:<%s>" % rc)
+                if r.code != 250:
+                    self.assertEqual(r.code, 451, "RCPT %s: %r" % (rc, r.raw))
+                    self.assertEqual(enhanced(r), "4.7.1", r)
+                    break
+                ok.append(rc)
+            if ok:
+                self.assertEqual(c.cmd("DATA").code, 354)
+                c.send(dot_stuff(make_message(subject=tag)))
+                self.assertEqual(c.reply(timeout=30).code, 250)
+            else:
+                self.assertEqual(c.cmd("RSET").code, 250)
+            accepted += ok
+            if len(ok) < rcpts_per_msg:
+                break
+        return accepted
+
+    def test_recipient_rate_one_per_message(self):
+        """One recipient per message: each rides on its MAIL's prepaid unit; exactly 3 of 3/2s."""
+        gate = self.gate({"recipient_rate": "3/2s"})
+        c = self.session(gate)
+        for rnd in range(2):
+            self.next_window(2)
+            got = self.rcpt_window_run(c, 1, 3, "one%d" % rnd)
+            self.assertEqual(len(got), 3, "round %d: %r" % (rnd, got))
+        msgs = self.sink.assert_stored(self, 6, settle=0.1)
+        self.assertEqual(sorted(len(m["rcpts"]) for m in msgs), [1] * 6)
+        self.quit(c)
+
+    def test_recipient_rate_several_per_message(self):
+        """Two recipients per message against 5/2s: 2 + 2 + 1, then refused; exact again next window."""
+        gate = self.gate({"recipient_rate": "5/2s"})
+        c = self.session(gate)
+        for rnd in range(2):
+            self.next_window(2)
+            got = self.rcpt_window_run(c, 2, 5, "two%d" % rnd)
+            self.assertEqual(len(got), 5, "round %d: %r" % (rnd, got))
+        msgs = self.sink.assert_stored(self, 6, settle=0.1)
+        self.assertEqual(sorted(len(m["rcpts"]) for m in msgs), [1, 1, 2, 2, 2, 2])
+        # another client is counted apart, prepaid recipient and all
+        e = self.session(gate, B)
+        self.assertEqual(self.message(e, rcpts=("x@example.test", "y@example.test")).code, 250)
+        self.quit(e)
+        self.quit(c)
+
+    def test_abandoned_mail_keeps_prepaid_recipient(self):
+        """
+        MAIL pays for one recipient in advance; a transaction reset before
+        any RCPT keeps it charged (documented: conservative by one), never
+        the other way round.
+        """
+        gate = self.gate({"recipient_rate": "3/2s", "message_rate": "100/2s"})
+        self.align(2)
+        c = self.session(gate)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RSET").code, 250)
+        # 2 of 3 left
+        self.assertEqual(self.message(c, rcpts=("r1@example.test",)).code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<r2@example.test>").code, 250)
+        r = c.cmd("RCPT TO:<r3@example.test>")
+        self.assertEqual(r.code, 451, "the recipient paid at the abandoned MAIL should still count: %r" % r.raw)
+        self.assertEqual(c.cmd("RSET").code, 250)
+        # a recipient refused locally (relay) does not use the prepaid unit up
+        self.next_window(2)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<x@elsewhere.test>").code // 100, 5)
+        for i in range(3):
+            self.assertEqual(c.cmd("RCPT TO:<ok%d@example.test>" % i).code, 250, i)
+        self.assertEqual(c.cmd("RCPT TO:<ok3@example.test>").code, 451)
+        self.quit(c)
+
+    def refused_mail(self, c, frm, hold_redis):
+        """
+        Sends MAIL and returns its reply. hold_redis: Redis is stopped
+        (SIGSTOP) for 0.3 s around it, so the backend accepts the MAIL
+        before the limit's answer comes (mxgate's Redis timeout is 3 s here).
+        """
+        if not hold_redis:
+            return c.cmd("MAIL FROM:<%s>" % frm)
+        self.redis.proc.signal(signal.SIGSTOP)
+        try:
+            c.send(b"MAIL FROM:<%s>\r\n" % frm.encode())
+            time.sleep(0.3 * SCALE)
+        finally:
+            self.redis.proc.signal(signal.SIGCONT)
+        return c.reply(timeout=10)
+
+    def until_window_passes(self, c, frm):
+        """Sends MAIL until it is accepted (<= 5 s)."""
+        deadline = time.monotonic() + 5 * SCALE
+        while True:
+            r = c.cmd("MAIL FROM:<%s>" % frm)
+            if r.code == 250:
+                return
+            self.assertEqual(r.code, 451, r)
+            self.assertLess(time.monotonic(), deadline, "MAIL still refused after the window")
+            time.sleep(0.2)
+
+    def test_mail_refused_leaves_nothing_at_backend(self):
+        """
+        message_rate refuses a MAIL (with Redis: after the backend already
+        accepted it): 451 4.7.1, nothing stored, and the same session's next
+        transactions work over the same warm links.
+        """
+        extra = {"redis": redis_section(self.redis, timeout="3s")} if self.redis else None
+        gate = self.gate({"message_rate": "2/2s"}, extra=extra)
+        self.align(2)
+        c = self.session(gate)
+        self.assertEqual(self.message(c, frm="m1@example.test", subject="m1").code, 250)
+        self.assertEqual(self.message(c, frm="m2@example.test", subject="m2").code, 250)
+        r = self.refused_mail(c, "refused@example.test", hold_redis=self.redis is not None)
+        self.assertEqual(r.code, 451, r)
+        self.assertEqual(enhanced(r), "4.7.1", r)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 503, "no transaction after the refusal")
+        self.assertEqual(c.cmd("NOOP").code, 250)
+        self.until_window_passes(c, "m3@example.test")
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        c.send(dot_stuff(make_message(subject="m3")))
+        self.assertEqual(c.reply(timeout=30).code, 250)
+        self.assertEqual(self.message(c, frm="m4@example.test", subject="m4").code, 250)
+        msgs = self.sink.assert_stored(self, 4, settle=0.1)
+        self.assertEqual(sorted(m["mail_from"] for m in msgs),
+                         ["m1@example.test", "m2@example.test", "m3@example.test", "m4@example.test"])
+        if self.redis is not None:
+            # the refused MAIL did reach the backend first: the path under test was taken
+            self.assertRegex(gate.log(), rb"from=<refused@example.test> .*backend=b1 status=tempfail "
+                                         rb"reply=\"message rate\"")
+        self.quit(c)
+
+    def test_mail_refused_backend_sees_rset(self):
+        """
+        What the backend sees of a refused MAIL: nothing with the embedded
+        store (the refusal is known before a backend is asked); with Redis,
+        MAIL then RSET, whether the backend answered first (Redis held) or
+        last (a backend slow to answer MAIL); never a second MAIL on top.
+        """
+        cases = [(0.0, True), (0.5, False)] if self.redis is not None else [(0.0, False)]
+        for delay, hold in cases:
+            be = RecordingBackend(self, mail_delay=delay)
+            extra = {"redis": redis_section(self.redis, timeout="3s")} if self.redis else None
+            gate = self.gate({"message_rate": "1/2s"}, extra=extra, backend=be.port,
+                             name="mxgate-%s" % delay)
+            self.align(2)
+            c = self.session(gate)
+            self.assertEqual(self.message(c, frm="m1@example.test").code, 250)
+            t0 = time.monotonic()
+            r = self.refused_mail(c, "refused@example.test", hold_redis=hold)
+            self.assertEqual(r.code, 451, r)
+            self.assertEqual(enhanced(r), "4.7.1", r)
+            if delay:
+                self.assertGreaterEqual(time.monotonic() - t0, delay * 0.8,
+                                        "answered before the backend's MAIL reply")
+            self.until_window_passes(c, "m2@example.test")
+            self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+            self.assertEqual(c.cmd("DATA").code, 354)
+            c.send(dot_stuff(make_message(subject="m2")))
+            self.assertEqual(c.reply(timeout=30).code, 250)
+            self.quit(c)
+            txns = be.transactions()
+            what = "delay %s, hold %s: %r" % (delay, hold, txns)
+            full = [t for t in txns if t == ["MAIL", "RCPT", "DATA", "."]]
+            self.assertEqual(len(full), 2, what)
+            self.assertEqual(be.messages, 2, what)
+            others = [t for t in txns if t not in full]
+            if self.redis is None:
+                self.assertEqual(others, [], what)
+            else:
+                self.assertTrue(others, what)
+                for t in others:
+                    self.assertEqual(t, ["MAIL", "RSET"], what)
 
     def test_ipv6_client_over_loopback(self):
         gate = self.gate({"connection_rate": "2/1m", "message_rate": "1/1m"}, ipv6=True)
