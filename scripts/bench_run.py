@@ -706,10 +706,13 @@ def redis_commandstats(port):
     return calls
 
 
-# Commands mxgate sends itself (proxy/store_redis.c: EVALSHA per check, ZREM to
-# release a concurrency lease, SCRIPT LOAD and AUTH when a link starts); any
-# other command in commandstats ran inside those scripts (redis.call).
-REDIS_CLIENT_CMDS = ("evalsha", "eval", "zrem", "script|load", "script", "auth", "hello", "ping", "select")
+# Commands mxgate sends itself (proxy/store_redis.c: EVALSHA per check, SCRIPT
+# LOAD and AUTH when a link starts); any other command in commandstats ran
+# inside those scripts (redis.call). A concurrency lease's release is a ZREM
+# run inside the script of another request of the same loop turn, or inside
+# an EVALSHA of its own: mxgate sends no ZREM itself (it did before, so older
+# results counted ZREM as sent).
+REDIS_CLIENT_CMDS = ("evalsha", "eval", "script|load", "script", "auth", "hello", "ping", "select")
 
 LIMITS_CONF = """
 [limits]
@@ -801,6 +804,8 @@ on_failure = tempfail
                 agg["foreign_cpu"] = max(fw) if fw else None
                 bw = [r["machine_busy_s"] / r["wall_s"] for r in runs if r.get("wall_s")]
                 agg["machine_busy_cores"] = sum(bw) / len(bw) if bw else None
+                if all(r.get("machine_busy_s") is not None for r in runs):
+                    agg["machine_cpu_ms_per_msg"] = sum(r["machine_busy_s"] for r in runs) * 1000.0 / acc
             if mode == "redis" and acc:
                 agg["redis_cpu_ms_per_msg"] = sum(r.get("redis_cpu_s") or 0 for r in runs) * 1000.0 / acc
                 if all(r.get("extra") is not None for r in runs):
@@ -1270,20 +1275,22 @@ def report(res):
                                                   M["rounds"], f(LIMITS_SECONDS * SCALE), WARMUP))
         L.append("")
         L.append("| msgs/conn | limits | msgs/s | /off | mxgate CPU ms/msg | Redis cmds/msg (all) "
-                 "| of which sent by mxgate | redis-server CPU ms/msg | refused | machine busy (cores of %d) | foreign CPU |" % NCPU)
-        L.append("|---|---|---|---|---|---|---|---|---|---|---|")
+                 "| of which sent by mxgate | redis-server CPU ms/msg | machine CPU ms/msg | refused "
+                 "| machine busy (cores of %d) | foreign CPU |" % NCPU)
+        L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for cell in M["cells"]:
             off = cell.get("off") or {}
             for m in modes:
                 a = cell.get(m) or {}
                 runs = ", ".join(f(x) for x in a.get("msgs_per_s", []))
-                L.append("| %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                L.append("| %s | %s | %s (%s) | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     "1" if cell["per_connection"] else "many", m, f(a.get("msgs_per_s_mean")), runs,
                     "-" if m == "off" else "**%s**" % ratio(a.get("msgs_per_s_mean"), off.get("msgs_per_s_mean")),
                     f(a.get("proxy_cpu_ms_per_msg"), "ms"),
                     "**%s**" % f(a.get("redis_cmds_per_msg"), 2) if "redis_cmds_per_msg" in a else "-",
                     f(a.get("redis_client_cmds_per_msg"), 2),
                     f(a.get("redis_cpu_ms_per_msg"), "ms"),
+                    f(a.get("machine_cpu_ms_per_msg"), "ms"),
                     a.get("refused", "-"),
                     "-" if a.get("machine_busy_cores") is None else "%.2f" % a["machine_busy_cores"],
                     "-" if a.get("foreign_cpu") is None else "%.2f" % a["foreign_cpu"]))
@@ -1297,6 +1304,18 @@ def report(res):
                 L.append("- Redis commands per message, %s per connection (INFO commandstats, "
                          "INFO itself excluded; commands run inside the scripts count too): %s." % (
                              "one message" if cell["per_connection"] else "many messages", parts))
+        for cell in M["cells"]:
+            off, a = cell.get("off") or {}, cell.get("redis") or {}
+            if off.get("machine_cpu_ms_per_msg") and a.get("machine_cpu_ms_per_msg"):
+                L.append("- CPU ceiling, %s per connection: the whole machine (foreign processes "
+                         "included) spent %.3f ms of CPU per message with limits off and %.3f with "
+                         "Redis (redis-server %s of it), so on these shared cores msgs/s with Redis "
+                         "cannot pass about %.2fx of off even with no waiting at all (measured: %s)." % (
+                             "one message" if cell["per_connection"] else "many messages",
+                             off["machine_cpu_ms_per_msg"], a["machine_cpu_ms_per_msg"],
+                             f(a.get("redis_cpu_ms_per_msg"), "ms"),
+                             off["machine_cpu_ms_per_msg"] / a["machine_cpu_ms_per_msg"],
+                             ratio(a.get("msgs_per_s_mean"), off.get("msgs_per_s_mean"))))
         L.append("")
         L.append("\"Redis cmds/msg (all)\" (issue 4's measure): the delta of the sum of every "
                  "`cmdstat_*:calls` of `INFO commandstats` over the timed run (the INFO calls excluded) / "
