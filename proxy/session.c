@@ -384,6 +384,46 @@ session_data(struct session *s, const char *data, size_t len, int bid)
 	session_resume_commands(s);
 }
 
+/*
+ * Between the client's commands the transaction holds its link with no
+ * reply due. Should the backend drop it or speak unasked (a 421 before
+ * it closes), the link goes, and the transaction's next command is
+ * refused (txn_link_lost) instead of using a link that no longer exists.
+ */
+static void
+on_link_between(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	(void)text;
+	(void)len;
+	log_warn("conn=%s backend=%s lost mid-transaction (%d)", s->id, l->pool->name, code);
+	if (code >= 0)
+		blink_abort(l);
+	if (s->tx.link == l)
+		s->tx.link = NULL;
+	s->tx.link_lost = 1;
+}
+
+static void
+txn_hold_link(struct session *s)
+{
+	if (s->tx.link)
+		blink_expect(s->tx.link, on_link_between, s, BLINK_NO_TIMEOUT);
+}
+
+/* The link went between commands: 451, and the client starts the transaction over. */
+static int
+txn_link_lost(struct session *s)
+{
+	if (!s->tx.link_lost)
+		return 0;
+	session_reply(s, "451 4.4.2 Error: backend connection lost; try again later");
+	txn_log(s, "tempfail", "backend lost between commands");
+	txn_end(s, LINK_CLEAN);
+	return 1;
+}
+
 static void
 on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
 {
@@ -421,6 +461,7 @@ on_rcpt_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 			s->tx.rcpts_ok++;
 		else if (s->tx.rcpts_ok == 0)
 			s->tx.first_rcpt[0] = '\0';
+		txn_hold_link(s);
 	}
 	session_resume_commands(s);
 }
@@ -470,9 +511,9 @@ mail_answer(struct session *s, const char *text, size_t len)
 		free(t->mail_reply);
 		t->mail_reply = NULL;
 		t->mail_reply_len = 0;
-		/* No longer parked: the link is the transaction's, as after any reply. */
-		blink_expect(t->link, NULL, NULL, BLINK_NO_TIMEOUT);
+		/* No longer parked: the link is the transaction's, held between commands. */
 		t->active = 1;
+		txn_hold_link(s);
 	} else if (code > 0) {
 		relay_reply(s, text, len, code);
 		txn_end(s, LINK_CLEAN);
@@ -736,6 +777,10 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 		session_resume_commands(s);
 		return;
 	}
+	if (txn_link_lost(s)) {
+		session_resume_commands(s);
+		return;
+	}
 	blink_command(t->link, t->rcpt_line, t->rcpt_len, on_rcpt_reply, s, 0);
 }
 
@@ -850,6 +895,8 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		session_reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
+	if (txn_link_lost(s))
+		return;
 	if (t->rcpts_ok >= s->cfg->max_recipients) {
 		session_reply(s, "452 4.5.3 Error: too many recipients");
 		return;
@@ -895,6 +942,8 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 		session_reply_error(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
+	if (txn_link_lost(s))
+		return;
 	s->phase = PH_WAIT;
 	blink_command(s->tx.link, "DATA", 4, on_data_cmd_reply, s, 0);
 }

@@ -40,6 +40,7 @@ struct txn {
 	uint64_t bytes;			/* DATA octets from the client */
 	uint64_t start_ms;
 	struct blink *link;
+	int link_lost;			/* the link died between commands (on_link_between) */
 	struct bacquire *acq;
 	char backend[64];
 	struct data_scan scan;

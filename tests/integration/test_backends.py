@@ -26,7 +26,9 @@ class FakeBackend:
       mode "close_mid_data": closes the connection after close_after bytes of DATA;
       mode "greet_421": greets with 421 and closes;
       mode "dsn": a healthy backend that also offers DSN;
-      mode "silent_mail": never answers MAIL.
+      mode "silent_mail": never answers MAIL;
+      mode "close_after_mail": accepts MAIL, then closes the connection;
+      mode "421_after_mail": accepts MAIL, then says 421 unasked and closes.
     Records what it saw (command lines in self.commands). Stopped by the test's cleanup.
     """
 
@@ -123,6 +125,12 @@ class FakeBackend:
                         with self.lock:
                             self.transactions += 1
                         s.sendall(b"250 2.1.0 ok\r\n")
+                        if self.mode in ("close_after_mail", "421_after_mail"):
+                            time.sleep(0.2)
+                            if self.mode == "421_after_mail":
+                                s.sendall(b"421 4.3.2 shutting down\r\n")
+                            s.close()
+                            return
                     elif verb == b"RCPT":
                         s.sendall(b"250 2.1.5 ok\r\n")
                     elif verb == b"DATA":
@@ -303,6 +311,29 @@ class Backends(MxTestCase):
         self.assertLess(time.monotonic() - t0, 10 * SCALE)
         # the session is still usable
         self.assertEqual(c.cmd("NOOP").code, 250)
+
+    def test_backend_gone_between_commands(self):
+        """The backend drops a link (or says 421 unasked) after MAIL, while the client is between
+        commands: the next RCPT gets 451 4.4.2, never a dangling link, and the session goes on."""
+        for mode in ("close_after_mail", "421_after_mail"):
+            fb = FakeBackend(self, mode)
+            port = free_port()
+            gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+            c = self.open_session(gate)
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+            time.sleep(0.6)     # the backend is gone by now
+            r = c.cmd("RCPT TO:<b@example.test>")
+            self.assertEqual(r.code, 451, (mode, r))
+            self.assertEqual(enhanced(r), "4.4.2")
+            # the transaction is over: a new one may start (this backend accepts MAIL again)
+            self.assertEqual(c.cmd("RSET").code, 250)
+            r = c.cmd("MAIL FROM:<a@example.test>")
+            self.assertEqual(r.code, 250, (mode, r))
+            time.sleep(0.6)
+            r = c.cmd("RCPT TO:<b@example.test>")
+            self.assertEqual(r.code, 451, (mode, r))
+            self.assertEqual(c.cmd("NOOP").code, 250)
+            self.assertTrue(gate.proc.alive(), mode)
 
     def test_weights(self):
         s1 = start_mxsink(self, name="sink-w1")
