@@ -46,12 +46,23 @@ def binary(name):
     return path
 
 
+_ports_handed_out = set()
+
+
 def free_port(family=socket.AF_INET):
-    """A TCP port that was free a moment ago on the loopback address."""
+    """A TCP port that was free a moment ago on the loopback address.
+
+    Never the same port twice in one test process: the kernel may offer a
+    just-closed port again, and two listeners of one config would then clash."""
     host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    for _ in range(100):
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _ports_handed_out:
+            break
+    _ports_handed_out.add(port)
+    return port
 
 
 def port_open(port, host="127.0.0.1", timeout=0.5):
