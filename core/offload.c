@@ -321,20 +321,8 @@ q_drain(struct offload_q *q)
 	io_uring_prep_cancel(sqe, &q->read_op, 0);
 	/* The cancel's own CQE carries no op: the loop below skips it. */
 	io_uring_sqe_set_data(sqe, NULL);
-	while (q->armed && timer_now_ms() < deadline) {
-		struct __kernel_timespec ts = { .tv_sec = 0, .tv_nsec = 10 * 1000000L };
-		struct io_uring_cqe *cqe;
-		unsigned head, count = 0;
-
-		io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
-		io_uring_for_each_cqe(&r->uring, head, cqe) {
-			struct ring_op *op = io_uring_cqe_get_data(cqe);
-			if (op)
-				op->cb(op, cqe->res, cqe->flags);
-			count++;
-		}
-		io_uring_cq_advance(&r->uring, count);
-	}
+	while (q->armed && timer_now_ms() < deadline)
+		ring_poll(r, 10);
 }
 
 void

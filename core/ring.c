@@ -88,12 +88,36 @@ ring_sqe(struct ring *r)
 	return sqe;
 }
 
+/* Calls the op of every completion ready now. */
+static void
+ring_dispatch(struct ring *r)
+{
+	struct io_uring_cqe *cqe;
+	unsigned head, count = 0;
+
+	io_uring_for_each_cqe(&r->uring, head, cqe) {
+		struct ring_op *op = io_uring_cqe_get_data(cqe);
+		if (op)
+			op->cb(op, cqe->res, cqe->flags);
+		count++;
+	}
+	io_uring_cq_advance(&r->uring, count);
+}
+
+void
+ring_poll(struct ring *r, unsigned wait_ms)
+{
+	struct __kernel_timespec ts = { .tv_sec = wait_ms / 1000, .tv_nsec = (long)(wait_ms % 1000) * 1000000L };
+	struct io_uring_cqe *cqe;
+
+	io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+	ring_dispatch(r);
+}
+
 void
 ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 {
 	while (!r->stop) {
-		struct io_uring_cqe *cqe;
-		unsigned head, count = 0;
 		int ret;
 
 		/* Work queued by the last turn's callbacks must not wait for the next completion. */
@@ -105,13 +129,7 @@ ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 		if (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
 			r->cqe_overflows++;
-		io_uring_for_each_cqe(&r->uring, head, cqe) {
-			struct ring_op *op = io_uring_cqe_get_data(cqe);
-			if (op)
-				op->cb(op, cqe->res, cqe->flags);
-			count++;
-		}
-		io_uring_cq_advance(&r->uring, count);
+		ring_dispatch(r);
 		timer_wheel_advance(&r->timers);
 		conn_ring_turn(r);
 		if (turn)

@@ -58,6 +58,13 @@ static inline void ring_sqe_op(struct io_uring_sqe *sqe, struct ring_op *op) { i
  */
 void ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg);
 
+/*
+ * Outside ring_run (an object being freed after the loop stopped): submit,
+ * wait up to wait_ms for a completion, and dispatch what is ready, so the
+ * kernel can hand back operations that were cancelled. No timers, no turn.
+ */
+void ring_poll(struct ring *r, unsigned wait_ms);
+
 /* Buffer pool (core/pbuf.c), shared by every conn of the ring. */
 #define PBUF_GROUP 1
 struct pbuf_pool {
