@@ -1333,7 +1333,6 @@ session_timeout(struct timer *t)
 static void
 connect_checked(struct session *s, enum policy_verdict v)
 {
-	s->greeted = 1;
 	switch (v) {
 	case POLICY_OK:
 		session_reply(s, "220 %s ESMTP mxgate", s->cfg->hostname);
@@ -1383,7 +1382,8 @@ on_tls(struct conn *c, int err)
 	snprintf(s->tls_info, sizeof(s->tls_info), "tls=%s cipher=%s resumed=%s sni=%s",
 		 conn_tls_version(c), conn_tls_cipher(c), conn_tls_resumed(c) ? "yes" : "no",
 		 sni ? sni : "-");
-	if (!s->greeted) {
+	if (s->lst->tls == CFG_TLS_IMPLICIT) {
+		/* The handshake came first: now the connect checks and the greeting. */
 		session_connected(s);
 		return;
 	}

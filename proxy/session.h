@@ -98,7 +98,6 @@ struct session {
 	int processing;			/* guard against re-entering the command loop */
 	int out_blocked;		/* replies piled up unread: input waits */
 	int proxy_auto;			/* proxy_protocol = auto: no header is also fine */
-	int greeted;			/* the 220 greeting went out */
 	int tls;			/* TLS is up (implicit, or after STARTTLS) */
 	char tls_info[160];		/* "tls=TLSv1.3 cipher=... resumed=no sni=-" for the log */
 	/* AUTH (RFC 4954) */
