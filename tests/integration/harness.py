@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -525,9 +526,11 @@ class RawSMTP:
     deadline.
     """
 
-    def __init__(self, port, host="127.0.0.1", timeout=10.0, test=None):
+    def __init__(self, port, host="127.0.0.1", timeout=10.0, test=None, source=None):
+        """source: bind to this local address first (another loopback address, for per-client limits)."""
         self.timeout = timeout * SCALE
-        self.sock = socket.create_connection((host, port), timeout=self.timeout)
+        self.sock = socket.create_connection((host, port), timeout=self.timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
         self.closed = False
         if test is not None:
@@ -703,13 +706,13 @@ class RawSMTPFrom(RawSMTP):
     """A RawSMTP whose socket is bound to source (e.g. "127.0.0.2") before connecting."""
 
     def __init__(self, port, source, host="127.0.0.1", timeout=10.0, test=None):
-        self.timeout = timeout * SCALE
-        self.sock = socket.create_connection((host, port), timeout=self.timeout,
-                                             source_address=(source, 0))
-        self.buf = b""
-        self.closed = False
-        if test is not None:
-            test.addCleanup(self.close)
+        super().__init__(port, host=host, timeout=timeout, test=test, source=source)
+
+
+def enhanced(reply):
+    """The enhanced status code at the start of the reply's first line, or None."""
+    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
+    return m.group(1).decode() if m else None
 
 
 def smtp_from(test, port, source="127.0.0.1", host=None, timeout=10.0):
@@ -717,6 +720,85 @@ def smtp_from(test, port, source="127.0.0.1", host=None, timeout=10.0):
     if host is None:
         host = "::1" if ":" in source else "127.0.0.1"
     return RawSMTPFrom(port, source, host=host, timeout=timeout, test=test)
+
+
+class ThreadedBackend:
+    """
+    A TCP server on a free 127.0.0.1 port for scripted backends: each
+    connection is served by self.serve(sock, *self.accepted(sock)) on a
+    thread of its own. Subclasses set their state, then call
+    super().__init__(test); the test's cleanup stops it and closes every socket.
+    """
+
+    def __init__(self, test):
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.socks = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.lsock.settimeout(0.1)
+        self.port = self.lsock.getsockname()[1]
+        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
+        self.thread.start()
+        test.addCleanup(self.close)
+
+    def accepted(self, sock):
+        """Called under self.lock for a new connection: extra arguments for serve()."""
+        return ()
+
+    def serve(self, sock, *args):
+        raise NotImplementedError
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(5)
+        self.lsock.close()
+        with self.lock:
+            for s in self.socks:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def accept_loop(self):
+        while not self.stop.is_set():
+            try:
+                s, _ = self.lsock.accept()
+            except (socket.timeout, TimeoutError):
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.socks.append(s)
+                args = self.accepted(s)
+            threading.Thread(target=self.serve, args=(s,) + tuple(args), daemon=True).start()
+
+
+def check_config_file(test, cfg):
+    """`mxgate -t -c` on cfg (a dict of sections or the text): (exit status, output, text, path)."""
+    text = render_config(cfg) if isinstance(cfg, dict) else cfg
+    path = os.path.join(test.tmpdir, "t.conf")
+    with open(path, "w") as f:
+        f.write(text)
+    p = subprocess.run([binary("mxgate"), "-t", "-c", path], capture_output=True,
+                       timeout=20 * SCALE, stdin=subprocess.DEVNULL)
+    out = (p.stdout + p.stderr).decode("utf-8", "replace")
+    check_sanitizer_output(test, "mxgate -t", out)
+    return p.returncode, out, text, path
+
+
+def config_line(text, section, key=None):
+    """The line number of [section] (key None) or of its "key =" line in a rendered config."""
+    cur = None
+    for n, line in enumerate(text.split("\n"), 1):
+        if line.startswith("["):
+            cur = line[1:line.index("]")]
+            if cur == section and not key:
+                return n
+        elif cur == section and key and line.startswith(key + " ="):
+            return n
+    raise AssertionError("no [%s] %s in\n%s" % (section, key, text))
 
 
 def resp_encode(*args):

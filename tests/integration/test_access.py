@@ -6,18 +6,13 @@ networks skip the limits), for IPv4 (clients bound to 127.0.0.x) and IPv6
 a Redis that is down changes nothing for them.
 """
 
-import re
 import socket
 import time
 import unittest
 
-from harness import (Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
+from harness import (enhanced, Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
                      make_message, redis_section, smtp_from, start_mxgate, start_mxsink, start_redis)
 
-
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
 
 class Access(MxTestCase):

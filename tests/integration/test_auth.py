@@ -16,14 +16,13 @@ import os
 import re
 import shutil
 import smtplib
-import subprocess
 import threading
 import time
 import unittest
 
-from harness import (HOSTNAME, SCALE, MxTestCase, binary, check_sanitizer_output, dot_stuff,
+from harness import (enhanced, HOSTNAME, SCALE, MxTestCase, check_config_file, config_line, dot_stuff,
                      free_port, gate_config, make_message, port_open, postfix_skip_reason,
-                     render_config, smtp_from, start_mxgate, start_mxsink, start_postfix_smtpd,
+                     smtp_from, start_mxgate, start_mxsink, start_postfix_smtpd,
                      strip_first_received, wait_until)
 from tls_fixtures import (TlsSMTP, certs, client_context, ehlo_keywords, make_hash, received_tls,
                           received_with, run_tool, tls_section, wait_log, write_users)
@@ -54,10 +53,6 @@ def b64(data):
 def plain(user, password, authz=""):
     return b64("%s\0%s\0%s" % (authz, user, password))
 
-
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
 
 def attrs_of(env, verb):
@@ -676,26 +671,9 @@ class AuthConfigured(AuthBase):
 
 class AuthConfigErrors(MxTestCase):
     def run_t(self, cfg):
-        text = render_config(cfg)
-        path = os.path.join(self.tmpdir, "t.conf")
-        with open(path, "w") as f:
-            f.write(text)
-        p = subprocess.run([binary("mxgate"), "-t", "-c", path], capture_output=True,
-                           timeout=20 * SCALE, stdin=subprocess.DEVNULL)
-        out = (p.stdout + p.stderr).decode("utf-8", "replace")
-        check_sanitizer_output(self, "mxgate -t", out)
-        return p.returncode, out, text, path
+        return check_config_file(self, cfg)
 
-    def line_of(self, text, section, key=None):
-        cur = None
-        for n, line in enumerate(text.split("\n"), 1):
-            if line.startswith("["):
-                cur = line[1:line.index("]")]
-                if cur == section and not key:
-                    return n
-            elif cur == section and key and line.startswith(key + " ="):
-                return n
-        raise AssertionError("no [%s] %s" % (section, key))
+    line_of = staticmethod(config_line)
 
     def expect(self, cfg, section, key, want=None):
         rc, out, text, path = self.run_t(cfg)

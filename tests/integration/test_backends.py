@@ -4,23 +4,18 @@ to a healthy one, a backend that fails in the middle of DATA, and the
 weighted round-robin split.
 """
 
-import re
 import smtplib
 import socket
 import threading
 import time
 import unittest
 
-from harness import (CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate_config,
-                     make_message, start_mxgate, start_mxsink)
+from harness import (enhanced, CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate_config,
+                     make_message, start_mxgate, start_mxsink, ThreadedBackend)
 
 
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
-
-class FakeBackend:
+class FakeBackend(ThreadedBackend):
     """
     A tiny SMTP server on 127.0.0.1 with scripted faults:
       mode "close_mid_data": closes the connection after close_after bytes of DATA;
@@ -35,46 +30,16 @@ class FakeBackend:
     def __init__(self, test, mode, close_after=1000):
         self.mode = mode
         self.close_after = close_after
-        self.lock = threading.Lock()
         self.connections = 0
         self.data_bytes = 0
         self.final_dot_seen = False
         self.transactions = 0
         self.commands = []
-        self.stop = threading.Event()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.lsock.settimeout(0.1)
-        self.port = self.lsock.getsockname()[1]
-        self.conns = []
-        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
-        self.thread.start()
-        test.addCleanup(self.close)
+        super().__init__(test)
 
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.lsock.close()
-        with self.lock:
-            for s in self.conns:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def accept_loop(self):
-        while not self.stop.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                self.conns.append(s)
-            threading.Thread(target=self.serve, args=(s,), daemon=True).start()
+    def accepted(self, sock):
+        self.connections += 1
+        return ()
 
     def serve(self, s):
         s.settimeout(0.2)

@@ -30,21 +30,17 @@ import threading
 import time
 import unittest
 
-from harness import (Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
+from harness import (enhanced, Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
                      make_message, redis_section, smtp_from, start_mxgate, start_mxsink,
-                     start_redis, strip_first_received)
+                     start_redis, strip_first_received, ThreadedBackend)
 
 A = "127.0.0.2"   # the limited client
 B = "127.0.0.3"   # another client, counted apart
 LEASE_TTL_S = 60  # proxy/policy.c LEASE_TTL_MS
 
 
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
-
-class RecordingBackend:
+class RecordingBackend(ThreadedBackend):
     """
     A minimal SMTP backend on 127.0.0.1 that records every command line per
     connection (self.conns: list of lists of upper-case verbs) and answers
@@ -53,44 +49,14 @@ class RecordingBackend:
 
     def __init__(self, test, mail_delay=0.0):
         self.mail_delay = mail_delay
-        self.lock = threading.Lock()
         self.conns = []
         self.messages = 0
-        self.stop = threading.Event()
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.lsock.settimeout(0.1)
-        self.port = self.lsock.getsockname()[1]
-        self.socks = []
-        self.thread = threading.Thread(target=self.accept_loop, daemon=True)
-        self.thread.start()
-        test.addCleanup(self.close)
+        super().__init__(test)
 
-    def close(self):
-        self.stop.set()
-        self.thread.join(5)
-        self.lsock.close()
-        with self.lock:
-            for s in self.socks:
-                try:
-                    s.close()
-                except OSError:
-                    pass
-
-    def accept_loop(self):
-        while not self.stop.is_set():
-            try:
-                s, _ = self.lsock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                return
-            with self.lock:
-                self.socks.append(s)
-                verbs = []
-                self.conns.append(verbs)
-            threading.Thread(target=self.serve, args=(s, verbs), daemon=True).start()
+    def accepted(self, sock):
+        verbs = []
+        self.conns.append(verbs)
+        return (verbs,)
 
     def serve(self, s, verbs):
         s.settimeout(0.2)

@@ -9,14 +9,9 @@ import re
 import time
 import unittest
 
-from harness import (CRLF, HOSTNAME, MxTestCase, bare_cr_lf_nul, dot_stuff, make_message,
+from harness import (enhanced, CRLF, HOSTNAME, MxTestCase, bare_cr_lf_nul, dot_stuff, make_message,
                      start_gate_and_sink)
 
-
-def enhanced(reply):
-    """The enhanced status code at the start of the reply's first line, or None."""
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
 
 class Dialog(MxTestCase):

@@ -9,19 +9,14 @@ version are closed without a greeting. IPv6 sources within one
 ipv6_prefix count together, across prefixes apart.
 """
 
-import re
 import socket
 import time
 import unittest
 
-from harness import (Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
+from harness import (enhanced, Closed, MxTestCase, SCALE, align_window, dot_stuff, free_port, gate_config,
                      make_message, proxy_v1, proxy_v2, redis_section, smtp_from, start_haproxy, start_mxgate,
                      start_mxsink, start_redis, strip_first_received)
 
-
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
 
 def read_until_closed(c, timeout=5.0):

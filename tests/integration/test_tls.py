@@ -22,9 +22,9 @@ import subprocess
 import time
 import unittest
 
-from harness import (CRLF, HOSTNAME, SCALE, Closed, MxTestCase, binary, check_sanitizer_output,
+from harness import (enhanced, CRLF, HOSTNAME, SCALE, Closed, MxTestCase, binary, check_config_file, config_line,
                      dot_stuff, free_port, gate_config, make_message, port_open,
-                     postfix_skip_reason, proxy_v1, proxy_v2, render_config, start_mxgate,
+                     postfix_skip_reason, proxy_v1, proxy_v2, start_mxgate,
                      start_mxsink, start_postfix_smtpd, strip_first_received, wait_until)
 from tls_fixtures import (Interactive, TlsSMTP, bio_handshake, certs, client_context, copy_certs,
                           ehlo_keywords, pem_der, received_tls, received_with, run_tool,
@@ -34,10 +34,6 @@ READY = b"220 2.0.0 Ready to start TLS\r\n"
 FROM = "a@example.test"
 TO = "b@example.test"
 
-
-def enhanced(reply):
-    m = re.match(rb"([245]\.\d{1,3}\.\d{1,3})\b", reply.lines[0])
-    return m.group(1).decode() if m else None
 
 
 def body_for(subject):
@@ -876,15 +872,8 @@ class CertificateReload(TlsBase):
 class TlsConfigErrors(MxTestCase):
     def check(self, sections, key_or_section, want=None, rc=1):
         """mxgate -t on sections: exit rc; on error "FILE:LINE: " with LINE that of key_or_section."""
-        text = render_config(sections)
-        path = os.path.join(self.tmpdir, "t.conf")
-        with open(path, "w") as f:
-            f.write(text)
-        p = subprocess.run([binary("mxgate"), "-t", "-c", path], capture_output=True,
-                           timeout=20 * SCALE, stdin=subprocess.DEVNULL)
-        out = (p.stdout + p.stderr).decode("utf-8", "replace")
-        check_sanitizer_output(self, "mxgate -t", out)
-        self.assertEqual(p.returncode, rc, "exit %d for:\n%s\n%s" % (p.returncode, text, out))
+        status, out, text, path = check_config_file(self, sections)
+        self.assertEqual(status, rc, "exit %d for:\n%s\n%s" % (status, text, out))
         if rc == 0:
             return out
         sect, _, key = key_or_section.partition("/")
@@ -895,17 +884,7 @@ class TlsConfigErrors(MxTestCase):
             self.assertRegex(out, want)
         return out
 
-    @staticmethod
-    def line_of(text, section, key):
-        cur = None
-        for n, line in enumerate(text.split("\n"), 1):
-            if line.startswith("["):
-                cur = line[1:line.index("]")]
-                if cur == section and not key:
-                    return n
-            elif cur == section and key and line.startswith(key + " ="):
-                return n
-        raise AssertionError("no %s/%s in\n%s" % (section, key, text))
+    line_of = staticmethod(config_line)
 
     def base(self, listener=None, tls=True, backend=None):
         cfg = gate_config(2525, [backend or "127.0.0.1:2600"], listener=listener)
@@ -1000,13 +979,8 @@ class TlsConfigErrors(MxTestCase):
                                       "tls_verify": "perhaps"}), "backend b1/tls_verify")
         # an unreadable CA file: the file is named, and the backend's line (section or tls_ca)
         cfg = self.base(backend={"address": "127.0.0.1:2600", "tls": "starttls", "tls_ca": missing})
-        text = render_config(cfg)
-        path = os.path.join(self.tmpdir, "ca.conf")
-        with open(path, "w") as f:
-            f.write(text)
-        p = subprocess.run([binary("mxgate"), "-t", "-c", path], capture_output=True, timeout=20 * SCALE)
-        out = (p.stdout + p.stderr).decode("utf-8", "replace")
-        self.assertEqual(p.returncode, 1, out)
+        status, out, text, path = check_config_file(self, cfg)
+        self.assertEqual(status, 1, out)
         lines = (self.line_of(text, "backend b1", None), self.line_of(text, "backend b1", "tls_ca"))
         self.assertTrue(any("%s:%d: " % (path, n) in out for n in lines), out)
         self.assertIn(missing, out)

@@ -172,17 +172,7 @@ class TlsSMTP(RawSMTP):
     """
 
     def __init__(self, port, test=None, timeout=10.0, host="127.0.0.1", source=None):
-        if source is None:
-            super().__init__(port, host=host, timeout=timeout, test=test)
-        else:
-            # from another loopback address (per-client limits)
-            self.timeout = timeout * SCALE
-            self.sock = socket.create_connection((host, port), timeout=self.timeout,
-                                                 source_address=(source, 0))
-            self.buf = b""
-            self.closed = False
-            if test is not None:
-                test.addCleanup(self.close)
+        super().__init__(port, host=host, timeout=timeout, test=test, source=source)
         self.plain = self.sock
 
     def handshake(self, ctx=None, server_hostname="mx.example.test", session=None):
