@@ -940,6 +940,7 @@ struct inst {
 	const char *key;
 	unsigned n;
 	int mail;		/* store_mail (message + prepaid recipient) instead of store_rate */
+	pthread_barrier_t *start;	/* both connected before either sends */
 	struct waiter w;
 };
 
@@ -952,6 +953,7 @@ inst_main(void *arg)
 	node_init(&n, redis_addr, NULL, 2000);
 	node_ready(&n);
 	waiter_reset(&in->w, in->n);
+	pthread_barrier_wait(in->start);
 	for (unsigned i = 0; i < in->n; i += 50) {
 		/* Batches of 50 per turn, interleaving with the other instance. */
 		for (unsigned j = 0; j < 50; j++) {
@@ -970,15 +972,19 @@ inst_main(void *arg)
 /*
  * Two instances (threads, each with its own ring and Redis connection)
  * send 300 checks each against one key, in one 60 s window: retried once
- * with a fresh key should the window turn over mid-run.
+ * with a fresh key should the window turn over mid-run. They start
+ * together, so that neither can use up the window before the other has
+ * connected (which made "both got some" fail now and then under ASan).
  */
 static const char *
 run_two_instances(struct inst in[2], int mail, int key_base)
 {
 	static char key[32];
+	pthread_barrier_t start;
 	uint64_t w0;
 
 	for (int attempt = 0; attempt < 2; attempt++) {
+		assert_int_equal(pthread_barrier_init(&start, NULL, 2), 0);
 		snprintf(key, sizeof(key), "198.51.100.%d", key_base + attempt);
 		w0 = real_ms() / 60000;
 		for (int i = 0; i < 2; i++) {
@@ -986,10 +992,12 @@ run_two_instances(struct inst in[2], int mail, int key_base)
 			in[i].key = key;
 			in[i].n = 300;
 			in[i].mail = mail;
+			in[i].start = &start;
 			assert_int_equal(pthread_create(&in[i].t, NULL, inst_main, &in[i]), 0);
 		}
 		for (int i = 0; i < 2; i++)
 			pthread_join(in[i].t, NULL);
+		pthread_barrier_destroy(&start);
 		if (real_ms() / 60000 == w0)
 			break;
 	}
