@@ -192,6 +192,20 @@ policy_rcpt(struct session *s, policy_done_fn *done)
 }
 
 void
+policy_auth_allowed(struct session *s, policy_done_fn *done)
+{
+	const struct cfg_rate *rate = &s->cfg->limits.auth_failure_rate;
+
+	begin(s, done);
+	if (!s->trusted && s->cfg->limits.enabled && rate->count && s->w->store) {
+		s->policy_pending++;
+		store_peek(s->w->store, "authf", s->client_key, rate->count, rate->per_ms, check_done, s,
+			   s->policy_token);
+	}
+	launched(s);
+}
+
+void
 policy_auth_failure(struct session *s, policy_done_fn *done)
 {
 	policy_rate(s, "authf", &s->cfg->limits.auth_failure_rate, done);

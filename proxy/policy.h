@@ -41,6 +41,13 @@ void policy_connect(struct session *s, policy_done_fn *done);
 void policy_mail(struct session *s, policy_done_fn *done);
 /* RCPT: uses the transaction's prepaid recipient (no store call, OK at once) or checks recipient_rate. */
 void policy_rcpt(struct session *s, policy_done_fn *done);
+/*
+ * Before a password is checked: LIMITED when the client's
+ * auth_failure_rate window is already full, so a client that was cut off
+ * gets no further guesses on new connections until the window ends;
+ * nothing is counted.
+ */
+void policy_auth_allowed(struct session *s, policy_done_fn *done);
 /* An AUTH attempt failed: counted against auth_failure_rate (LIMITED once exceeded). */
 void policy_auth_failure(struct session *s, policy_done_fn *done);
 /* The session ends: its concurrency lease is released, late answers dropped. */

@@ -3,7 +3,9 @@
  * LOGIN exchanges, the password check on the offload pool (yescrypt
  * costs tens of ms by design: it must never run on the ring's thread),
  * and what follows a failure (535, counted, 421 once auth_failure_rate
- * is exceeded).
+ * is exceeded). A client whose failure window is full is refused (421)
+ * before its password is even checked, so being cut off holds across
+ * connections until the window ends.
  *
  * The credentials live in a heap job that the exchange fills and the
  * pool thread reads; the password is wiped as soon as it is checked.
@@ -22,7 +24,8 @@
 #include "session_int.h"
 #include "worker.h"
 
-enum auth_step { AUTH_NONE = 0, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS, AUTH_CHECKING };
+enum auth_step { AUTH_NONE = 0, AUTH_PLAIN_WAIT, AUTH_LOGIN_USER, AUTH_LOGIN_PASS, AUTH_PEEKING,
+		 AUTH_CHECKING };
 
 struct auth_job {
 	struct session *s;
@@ -127,8 +130,9 @@ auth_done(void *arg)
 	policy_auth_failure(s, failure_checked);
 }
 
+/* The failure window had room: the password is checked on the pool. */
 static void
-start_check(struct session *s)
+submit_check(struct session *s)
 {
 	struct auth_job *j = s->auth_job;
 
@@ -139,10 +143,41 @@ start_check(struct session *s)
 			 strerror(errno));
 		exchange_end(s);
 		session_reply(s, "454 4.7.0 Temporary authentication failure; try again later");
+		session_resume_commands(s);
 		return;
 	}
 	s->auth_step = AUTH_CHECKING;
+}
+
+static void
+peeked(struct session *s, enum policy_verdict v)
+{
+	if (v == POLICY_LIMITED) {
+		/* Cut off earlier (here or on another connection): no more guesses until the window ends. */
+		exchange_end(s);
+		failure_checked(s, v);
+		return;
+	}
+	if (v == POLICY_TEMPFAIL) {
+		exchange_end(s);
+		session_reply(s, "454 4.7.0 Temporary authentication failure; try again later");
+		session_resume_commands(s);
+		return;
+	}
+	submit_check(s);
+}
+
+/*
+ * The credentials are complete. The session waits (PH_WAIT) first for
+ * the failure window (a store round trip with Redis) and then for the
+ * check; pipelined commands stay queued behind it.
+ */
+static void
+start_check(struct session *s)
+{
+	s->auth_step = AUTH_PEEKING;
 	s->phase = PH_WAIT;
+	policy_auth_allowed(s, peeked);
 }
 
 static void

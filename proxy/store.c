@@ -122,6 +122,17 @@ store_rate(struct store *st, const char *kind, const char *key, unsigned limit,
 }
 
 void
+store_peek(struct store *st, const char *kind, const char *key, unsigned limit,
+	   uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
+{
+	st->stats.checks++;
+	if (st->rd)
+		store_redis_peek(st->rd, kind, key, limit, window_ms, done, owner, token);
+	else
+		store_answer(st, store_emb_peek(st->sh->emb, kind, key, limit, window_ms), done, owner, token);
+}
+
+void
 store_lease_acquire(struct store *st, const char *key, const char *lease_id, unsigned limit,
 		    uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token)
 {

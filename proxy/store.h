@@ -51,6 +51,15 @@ void store_worker_turn(struct store *st);
  */
 void store_rate(struct store *st, const char *kind, const char *key, unsigned limit,
 		uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
+/*
+ * Read-only: ALLOW while the current window of kind for key holds fewer
+ * than limit events (one more would still be admitted), DENY when it is
+ * full. Counts nothing; the same counters and windows as store_rate().
+ * For a check that must not even start once a client is over its limit
+ * (a password check after too many failures).
+ */
+void store_peek(struct store *st, const char *kind, const char *key, unsigned limit,
+		uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
 
 /*
  * Concurrency by leases that expire: acquire adds lease_id for key if
@@ -120,6 +129,8 @@ struct store_emb *store_emb_new(void);
 void store_emb_free(struct store_emb *e);
 enum store_verdict store_emb_rate(struct store_emb *e, const char *kind, const char *key,
 				  unsigned limit, uint64_t window_ms);
+enum store_verdict store_emb_peek(struct store_emb *e, const char *kind, const char *key,
+				  unsigned limit, uint64_t window_ms);
 enum store_verdict store_emb_lease_acquire(struct store_emb *e, const char *key, const char *lease_id,
 					   unsigned limit, uint64_t ttl_ms);
 enum store_verdict store_emb_connect(struct store_emb *e, const char *key, unsigned rate_limit,
@@ -135,6 +146,8 @@ struct store_redis;
 struct store_redis *store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats);
 void store_redis_free(struct store_redis *sr);
 void store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
+		      uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
+void store_redis_peek(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
 		      uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
 void store_redis_lease_acquire(struct store_redis *sr, const char *key, const char *lease_id, unsigned limit,
 			       uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token);

@@ -299,6 +299,26 @@ store_emb_rate(struct store_emb *e, const char *kind, const char *key, unsigned 
 	return v;
 }
 
+enum store_verdict
+store_emb_peek(struct store_emb *e, const char *kind, const char *key, unsigned limit, uint64_t window_ms)
+{
+	char k[320];
+	size_t klen = emb_key(k, sizeof(k), EMB_RATE, kind, key);
+	uint64_t now = timer_now_ms(), h, count = 0;
+	struct emb_shard *s;
+	struct emb_entry *en;
+
+	if (klen == 0 || window_ms == 0)
+		return STORE_FAIL;
+	s = emb_enter(e, k, klen, &h, now);
+	en = emb_lookup(s, h, k, klen, now, 0);
+	/* An entry from an earlier window (or another length) holds nothing of this one. */
+	if (en && en->window_idx == now / window_ms && en->window_ms == window_ms)
+		count = en->count;
+	pthread_mutex_unlock(&s->mu);
+	return count < limit ? STORE_ALLOW : STORE_DENY;
+}
+
 /*
  * One more event in the window of rate key k if it has room (count <
  * limit): 1, else 0 and nothing counted; -1 out of memory. Shard locked.

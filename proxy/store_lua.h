@@ -61,6 +61,21 @@ static const char store_lua_rate[] =
 	STORE_LUA_TAIL;
 
 /*
+ * Peek: the count of the current fixed window, read-only (GET, no
+ * write). KEYS[1] and ARGV[1] as for the rate script (the same counter
+ * key); returns the count, 0 when the key does not exist.
+ */
+static const char store_lua_peek[] =
+	STORE_LUA_HEAD(1)
+	"local function check()\n"
+	STORE_LUA_NOW
+	"local w = tonumber(ARGV[1])\n"
+	"local k = KEYS[1] .. ':' .. string.format('%.0f', math.floor(now / w))\n"
+	"return tonumber(redis.call('GET', k) or '0')\n"
+	"end\n"
+	STORE_LUA_TAIL;
+
+/*
  * Lease acquire. KEYS[1] = prefix "conc:" client, a sorted set of lease
  * ids scored by expiry; ARGV[1] = limit, ARGV[2] = ttl ms, ARGV[3] = id.
  * Expired leases are dropped first, so a crashed instance's leases stop

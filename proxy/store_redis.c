@@ -40,7 +40,7 @@
 #define STORE_MAX_ARGS (3 + SREQ_MAX_ARGS + 1 + 2 * 2 * SREL_MAX)
 
 enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, SCRIPT_CONNECT, SCRIPT_MAIL, SCRIPT_RELEASE,
-       NSCRIPTS };
+       SCRIPT_PEEK, NSCRIPTS };
 
 struct store_script {
 	const char *src;
@@ -74,12 +74,12 @@ struct store_redis {
 	int freeing;
 };
 
-enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT, SR_MAIL };
+enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT, SR_MAIL, SR_PEEK };
 
 /* The script each request kind runs. */
 static const int script_of[] = { [SR_RATE] = SCRIPT_RATE, [SR_ACQUIRE] = SCRIPT_ACQUIRE,
 				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = SCRIPT_RELEASE,
-				 [SR_CONNECT] = SCRIPT_CONNECT, [SR_MAIL] = SCRIPT_MAIL };
+				 [SR_CONNECT] = SCRIPT_CONNECT, [SR_MAIL] = SCRIPT_MAIL, [SR_PEEK] = SCRIPT_PEEK };
 
 struct sreq {
 	struct sreq *next, **pprev;
@@ -255,7 +255,7 @@ sreq_finish(struct sreq *q, enum store_verdict v)
 	void *owner = q->owner;
 	uint64_t token = q->token;
 	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE || q->kind == SR_CONNECT ||
-		    q->kind == SR_MAIL;
+		    q->kind == SR_MAIL || q->kind == SR_PEEK;
 
 	*q->pprev = q->next;
 	if (q->next)
@@ -316,6 +316,9 @@ sreq_verdict(const struct sreq *q, long long n)
 {
 	if (q->kind == SR_RATE)
 		return n >= 0 && (unsigned long long)n <= q->limit ? STORE_ALLOW : STORE_DENY;
+	/* SR_PEEK: the window's count; room for one more? */
+	if (q->kind == SR_PEEK)
+		return n >= 0 && (unsigned long long)n < q->limit ? STORE_ALLOW : STORE_DENY;
 	/* SR_MAIL: 1 charged with a recipient, 2 without, 0 refused. */
 	if (q->kind == SR_MAIL)
 		return n == 1 ? STORE_ALLOW : n == 2 ? STORE_ALLOW_NO_RCPT : STORE_DENY;
@@ -483,6 +486,21 @@ store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsi
 }
 
 void
+store_redis_peek(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
+		 uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
+{
+	char kbuf[96], w[24];
+	struct sreq *q;
+
+	snprintf(kbuf, sizeof(kbuf), "%s:", kind);
+	snprintf(w, sizeof(w), "%llu", (unsigned long long)(window_ms ? window_ms : 1));
+	q = sreq_new(sr, SR_PEEK, kbuf, key, w, NULL, NULL);
+	if (q)
+		q->limit = limit;
+	sreq_start(sr, q, done, owner, token);
+}
+
+void
 store_redis_lease_acquire(struct store_redis *sr, const char *key, const char *lease_id, unsigned limit,
 			  uint64_t ttl_ms, store_done_fn *done, void *owner, uint64_t token)
 {
@@ -592,7 +610,8 @@ struct store_redis *
 store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats)
 {
 	static const char *const src[NSCRIPTS] = { store_lua_rate, store_lua_acquire, store_lua_refresh,
-						   store_lua_connect, store_lua_mail, store_lua_release };
+						   store_lua_connect, store_lua_mail, store_lua_release,
+						   store_lua_peek };
 	struct store_redis *sr = calloc(1, sizeof(*sr));
 
 	if (sr == NULL)

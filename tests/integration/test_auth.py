@@ -23,7 +23,7 @@ import unittest
 from harness import (enhanced, HOSTNAME, SCALE, MxTestCase, check_config_file, config_line, dot_stuff,
                      free_port, gate_config, make_message, port_open, postfix_skip_reason,
                      smtp_from, start_mxgate, start_mxsink, start_postfix_smtpd,
-                     strip_first_received, wait_until)
+                     strip_first_received, wait_until, align_window, redis_section, start_redis)
 from tls_fixtures import (TlsSMTP, certs, client_context, ehlo_keywords, make_hash, received_tls,
                           received_with, run_tool, tls_section, wait_log, write_users)
 
@@ -71,7 +71,7 @@ class AuthBase(MxTestCase):
     relay_domains example.test), plain (relay, tls none).
     """
 
-    def start(self, users=None, auth=None, limits=None, backend=None, server=None, sink=None):
+    def start(self, users=None, auth=None, limits=None, backend=None, server=None, sink=None, redis=None):
         self.sink = sink or start_mxsink(self)
         self.users_path = write_users(self, users or HASHES)
         ports = {n: free_port() for n in ("sub", "smtps", "mx", "plain")}
@@ -93,6 +93,8 @@ class AuthBase(MxTestCase):
         cfg["auth"] = a
         if limits:
             cfg["limits"] = limits
+        if redis:
+            cfg["redis"] = redis_section(redis)
         self.gate = start_mxgate(self, cfg)
         for p in ports.values():
             wait_until(lambda: port_open(p), 10, what="listener %d" % p)
@@ -510,6 +512,37 @@ class AuthConfigured(AuthBase):
         self.login(c, "bob", "wrong", expect=535)
         self.login(c, "bob", "wrong again", expect=421)
         self.assertTrue(c.expect_closed(3))
+
+    def check_cut_off_holds(self, redis=None):
+        """Once the failure window is full, the right password on a new connection gets 421 with
+        no password check at all (no more guesses until the window ends); then it works again."""
+        window = 4
+        self.start(limits={"auth_failure_rate": "2/%ds" % window}, redis=redis)
+        align_window(window, redis=redis is not None)
+        c = self.session("sub", source="127.0.0.4")
+        self.login(c, "alice", "wrong 1", expect=535)
+        self.login(c, "alice", "wrong 2", expect=535)
+        for listener in ("smtps", "sub"):
+            c = self.session(listener, source="127.0.0.4")
+            r = self.login(c, "alice", expect=421)
+            self.assertEqual(enhanced(r), "4.7.0", r)
+            self.assertTrue(c.expect_closed(3), "connection not closed after the 421")
+        log = self.gate.log()
+        self.assertEqual(len(re.findall(rb"client=127\.0\.0\.4:\d+ auth=alice failed", log)), 2, log[-2000:])
+        self.assertIsNone(re.search(rb"client=127\.0\.0\.4:\d+ auth=alice ok", log), log[-2000:])
+        self.assertEqual(len(re.findall(rb"client=127\.0\.0\.4:\d+ too many AUTH failures", log)), 2)
+        # another client is not affected
+        self.login(self.session("sub", source="127.0.0.5"), "alice")
+        # the next window has room again (past the first 0.3 s of this one, align_window waits for it)
+        time.sleep(0.35)
+        align_window(window, redis=redis is not None)
+        self.login(self.session("sub", source="127.0.0.4"), "alice")
+
+    def test_cut_off_holds_across_connections(self):
+        self.check_cut_off_holds()
+
+    def test_cut_off_holds_across_connections_redis(self):
+        self.check_cut_off_holds(redis=start_redis(self))
 
     def test_xclient_login_to_backend(self):
         self.start(backend={"forward_client": "xclient"})

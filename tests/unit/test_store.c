@@ -167,6 +167,60 @@ test_emb_rate_window(void **state)
 	free(cfg);
 }
 
+/* Peek: room for one more in the current window; counts nothing. */
+static void
+test_emb_peek(void **state)
+{
+	struct config *cfg = config_embedded();
+	char err[128];
+	struct store_shared *sh = store_shared_new(cfg, err, sizeof(err));
+	struct store *st;
+	struct waiter w;
+
+	(void)state;
+	assert_non_null(sh);
+	st = store_worker_new(sh, NULL);
+	assert_non_null(st);
+	align_window(timer_now_ms, 300);
+	waiter_reset(&w, 20);
+	for (unsigned i = 0; i < 10; i++)
+		store_peek(st, "authf", "192.0.2.9", 3, 300, on_done, &w, i);
+	assert_int_equal(w.allow, 10);
+	/* Ten peeks charged nothing: the window still admits its three. */
+	for (unsigned i = 0; i < 4; i++) {
+		store_rate(st, "authf", "192.0.2.9", 3, 300, on_done, &w, 10 + 2 * i);
+		store_peek(st, "authf", "192.0.2.9", 3, 300, on_done, &w, 11 + 2 * i);
+	}
+	assert_int_equal(w.got, 18);
+	assert_int_equal(w.v[10], STORE_ALLOW);
+	assert_int_equal(w.v[11], STORE_ALLOW);	/* 1 of 3 */
+	assert_int_equal(w.v[13], STORE_ALLOW);	/* 2 of 3 */
+	assert_int_equal(w.v[14], STORE_ALLOW);	/* the third event */
+	assert_int_equal(w.v[15], STORE_DENY);	/* full: no room for a fourth */
+	assert_int_equal(w.v[16], STORE_DENY);
+	assert_int_equal(w.v[17], STORE_DENY);
+	/* Another kind, another client, and the next window are apart. */
+	waiter_reset(&w, 3);
+	store_peek(st, "msg", "192.0.2.9", 3, 300, on_done, &w, 0);
+	store_peek(st, "authf", "192.0.2.10", 3, 300, on_done, &w, 1);
+	assert_int_equal(w.allow, 2);
+	align_window(timer_now_ms, 300);
+	store_peek(st, "authf", "192.0.2.9", 3, 300, on_done, &w, 2);
+	assert_int_equal(w.v[2], STORE_ALLOW);
+	/* A peek never creates an entry. */
+	{
+		struct store_emb *e = store_emb_new();
+
+		assert_non_null(e);
+		assert_int_equal(store_emb_peek(e, "authf", "192.0.2.11", 1, 300), STORE_ALLOW);
+		assert_int_equal(store_emb_entries(e), 0);
+		store_emb_free(e);
+	}
+	store_worker_free(st);
+	store_shared_free(sh);
+	free(cfg);
+}
+
 struct hammer {
 	struct store *st;
 	unsigned n, allowed;
@@ -931,6 +985,69 @@ test_redis_rate_exact(void **state)
 		}
 		freeReplyObject(keys);
 	}
+	node_free(&n);
+}
+
+/* Peek: the same window as the rate script, one read-only round trip each. */
+static void
+test_redis_peek(void **state)
+{
+	struct tnode n;
+	struct waiter w;
+	struct store_stats s0, s1;
+	long long e0, e1;
+
+	(void)state;
+	if (!have_redis)
+		skip();
+	node_init(&n, redis_addr, NULL, 1000);
+	node_ready(&n);
+	align_window(real_ms, 1000);
+	store_stats(n.st, &s0);
+	e0 = redis_evalsha_calls();
+	waiter_reset(&w, 5);
+	for (unsigned i = 0; i < 5; i++)
+		store_peek(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, i);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.allow, 5);
+	/* Nothing written by a peek. */
+	assert_int_equal(redis_int("EXISTS mxtest:authf:192.0.2.91"), 0);
+	{
+		redisReply *keys = redis_sync("KEYS mxtest:authf:192.0.2.91*");
+
+		assert_int_equal(keys->elements, 0);
+		freeReplyObject(keys);
+	}
+	store_stats(n.st, &s1);
+	e1 = redis_evalsha_calls();
+	assert_int_equal(s1.roundtrips - s0.roundtrips, 5);
+	assert_int_equal(e1 - e0, 5);
+	/* Interleaved in one turn, in order: room after the first event, none after the second. */
+	waiter_reset(&w, 5);
+	store_rate(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 0);
+	store_peek(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 1);
+	store_rate(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 2);
+	store_peek(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 3);
+	store_peek(n.st, "authf", "192.0.2.92", 2, 1000, on_done, &w, 4);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.got, 5);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	assert_int_equal(w.v[1], STORE_ALLOW);
+	assert_int_equal(w.v[2], STORE_ALLOW);
+	assert_int_equal(w.v[3], STORE_DENY);
+	assert_int_equal(w.v[4], STORE_ALLOW);
+	/* The next window has room again. */
+	align_window(real_ms, 1000);
+	waiter_reset(&w, 1);
+	store_peek(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
+	/* A peek after SCRIPT FLUSH loads its script again. */
+	freeReplyObject(redis_sync("SCRIPT FLUSH"));
+	waiter_reset(&w, 1);
+	store_peek(n.st, "authf", "192.0.2.91", 2, 1000, on_done, &w, 0);
+	run_until(&n, &w, 2000);
+	assert_int_equal(w.v[0], STORE_ALLOW);
 	node_free(&n);
 }
 
@@ -1717,6 +1834,7 @@ main(void)
 	const struct CMUnitTest embedded[] = {
 		cmocka_unit_test(test_emb_rate_window),
 		cmocka_unit_test(test_emb_rate_threads),
+		cmocka_unit_test(test_emb_peek),
 		cmocka_unit_test(test_emb_leases),
 		cmocka_unit_test(test_emb_connect),
 		cmocka_unit_test(test_emb_mail),
@@ -1725,6 +1843,7 @@ main(void)
 	};
 	const struct CMUnitTest redis[] = {
 		cmocka_unit_test(test_redis_rate_exact),
+		cmocka_unit_test(test_redis_peek),
 		cmocka_unit_test(test_redis_two_instances),
 		cmocka_unit_test(test_redis_leases),
 		cmocka_unit_test(test_redis_connect),
