@@ -232,6 +232,7 @@ static const struct directive server_keys[] = {
 	{ "max_message_size", D_SIZE,     SRV(max_message_size), 1, UINT64_MAX, NULL },
 	{ "max_recipients",   D_UINT,     SRV(max_recipients), 1, 100000, NULL },
 	{ "max_errors",       D_UINT,     SRV(max_errors), 1, 100000, NULL },
+	{ "max_junk_commands", D_UINT,    SRV(max_junk_commands), 0, 1000000, NULL },
 	{ "timeout_command",  D_DURATION, SRV(timeout_command_ms), 1, MS_DAY, NULL },
 	{ "timeout_data",     D_DURATION, SRV(timeout_data_ms), 1, MS_DAY, NULL },
 	/* 0 is allowed: stop at once, closing whatever is still open. */
@@ -1418,6 +1419,7 @@ config_new(const char *path)
 	c->max_message_size = 50ULL << 20;
 	c->max_recipients = 100;
 	c->max_errors = 10;
+	c->max_junk_commands = 0;
 	c->timeout_command_ms = 5 * MS_MIN;
 	c->timeout_data_ms = 10 * MS_MIN;
 	c->drain_timeout_ms = 30 * MS_SEC;

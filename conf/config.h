@@ -121,6 +121,7 @@ struct config {
 	uint64_t max_message_size;	/* bytes, default 50M */
 	unsigned max_recipients;	/* default 100 */
 	unsigned max_errors;		/* default 10 */
+	unsigned max_junk_commands;	/* NOOP, VRFY, RSET, HELP before each counts as an error; 0 (default): no limit */
 	uint64_t timeout_command_ms;	/* default 5m */
 	uint64_t timeout_data_ms;	/* default 10m */
 	uint64_t drain_timeout_ms;	/* default 30s */

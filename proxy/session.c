@@ -89,6 +89,29 @@ session_reply(struct session *s, const char *fmt, ...)
 	conn_write(&s->conn, buf, (size_t)n);
 }
 
+/* Counts a client mistake; past max_errors: 421, the session closes, and 1 is returned. */
+static int
+count_error(struct session *s)
+{
+	if (++s->errors > s->cfg->max_errors) {
+		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		session_close(s, "too many errors");
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Commands that cost the client nothing and move no mail: past
+ * max_junk_commands without an accepted message, each is an error too,
+ * so a session cannot idle on them forever (Postfix: junk commands).
+ */
+static int
+is_junk(enum smtp_verb v)
+{
+	return v == SMTP_NOOP || v == SMTP_VRFY || v == SMTP_RSET || v == SMTP_HELP;
+}
+
 /* A client mistake: counted, and past max_errors the session ends. */
 void
 session_reply_error(struct session *s, const char *fmt, ...)
@@ -96,11 +119,8 @@ session_reply_error(struct session *s, const char *fmt, ...)
 	char buf[512];
 	va_list ap;
 
-	if (++s->errors > s->cfg->max_errors) {
-		session_reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
-		session_close(s, "too many errors");
+	if (count_error(s))
 		return;
-	}
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
@@ -223,8 +243,10 @@ on_final_reply(struct blink *l, void *owner, int code, const char *text, size_t 
 		memcpy(first, text, n);
 		first[n] = '\0';
 	}
-	if (code >= 200 && code < 300)
+	if (code >= 200 && code < 300) {
 		s->messages++;
+		s->junk = 0;
+	}
 	txn_log(s, code < 300 ? "sent" : code < 500 ? "deferred" : "bounced", first);
 	txn_end(s, LINK_CLEAN);
 	session_resume_commands(s);
@@ -1094,6 +1116,9 @@ session_command(struct session *s, const char *line, size_t len)
 		session_reply_error(s, "500 5.5.2 Error: command not recognized");
 		return;
 	}
+	if (s->cfg->max_junk_commands && is_junk(cmd.verb) && ++s->junk > s->cfg->max_junk_commands &&
+	    count_error(s))
+		return;
 	cmd_table[cmd.verb](s, &cmd);
 }
 

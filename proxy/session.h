@@ -80,6 +80,7 @@ struct session {
 	int dsn;			/* EHLO offered DSN: its parameters are passed on */
 	char helo_name[256];
 	unsigned errors, messages;
+	unsigned junk;			/* NOOP/VRFY/RSET/HELP since the last accepted message */
 	uint64_t start_ms;
 	const char *close_reason;
 	/* policy (policy.c) */

@@ -200,6 +200,31 @@ class Dialog(MxTestCase):
         self.assertIsNone(closed_at)
         self.assertTrue(c.expect_closed(), "connection not closed after 421")
 
+    def test_junk_commands(self):
+        """max_junk_commands = 4, max_errors = 2: past 4 NOOP/VRFY/RSET/HELP without an accepted
+        message, each is still answered but also counts as an error; an accepted message resets the
+        count; the third error past the limit gets 421 and the session closes."""
+        gate, sink = start_gate_and_sink(self, server={"max_junk_commands": 4, "max_errors": 2})
+        c = self.open_session(gate)
+        for cmd, code in (("NOOP", 250), ("RSET", 250), ("VRFY x", 252), ("HELP", 214)):
+            self.assertEqual(c.cmd(cmd).code, code)
+        self.send_message(c, "a@example.test", ["b@example.test"], dot_stuff(make_message(subject="j")))
+        # the count starts again: four more are free, the next two are errors, the third ends it
+        got = [c.cmd("NOOP").code for _ in range(6)]
+        self.assertEqual(got, [250] * 6)
+        r = c.cmd("NOOP")
+        self.assertEqual(r.code, 421, r)
+        self.assertEqual(enhanced(r), "4.7.0", r)
+        self.assertTrue(c.expect_closed(), "connection not closed after 421")
+        # a session that sends mail between them is never cut off
+        c = self.open_session(gate)
+        for i in range(4):
+            for _ in range(4):
+                self.assertEqual(c.cmd("RSET").code, 250)
+            self.send_message(c, "a@example.test", ["b@example.test"],
+                              dot_stuff(make_message(subject="k%d" % i)))
+        self.assertEqual(c.cmd("QUIT").code, 221)
+
     def test_pipelined_group(self):
         c = self.open_session(self.gate)
         c.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\n"

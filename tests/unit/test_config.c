@@ -364,6 +364,7 @@ test_defaults(void **state)
 	assert_int_equal(c->max_message_size, 50 << 20);
 	assert_int_equal(c->max_recipients, 100);
 	assert_int_equal(c->max_errors, 10);
+	assert_int_equal(c->max_junk_commands, 0);
 	assert_int_equal(c->timeout_command_ms, 5 * 60 * 1000);
 	assert_int_equal(c->timeout_data_ms, 10 * 60 * 1000);
 	assert_int_equal(c->drain_timeout_ms, 30 * 1000);
@@ -546,6 +547,7 @@ test_err_values(void **state)
 		{ "[server]\nmax_recipients = 0\n", 2, "bad value for max_recipients: '0' (expected a number from 1 to 100000)" },
 		{ "[server]\nmax_recipients = 4294967297\n", 2, "bad value for max_recipients" },
 		{ "[server]\nmax_errors = x\n", 2, "bad value for max_errors: 'x'" },
+		{ "[server]\nmax_junk_commands = -1\n", 2, "max_junk_commands" },
 		{ "[server]\ntimeout_command = -5s\n", 2, "bad value for timeout_command: '-5s' (expected a duration like 250ms, 30s, 5m, 1h or 2d)" },
 		{ "[server]\ntimeout_command = 0\n", 2, "bad value for timeout_command: '0' (expected a duration from 1ms to 1d)" },
 		{ "[server]\ntimeout_data = 2d\n", 2, "bad value for timeout_data: '2d'" },
