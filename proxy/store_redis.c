@@ -1,26 +1,27 @@
 /*
  * store_redis.c - the Redis state store: one connection per worker
- * (core/redis.c on the worker's ring), one EVALSHA per check, pipelined
- * with every other check of the same loop turn.
+ * (core/redis.c on the worker's ring); the checks of one loop turn go to
+ * Redis together, as one EVALSHA of one script (store_lua.h) that runs
+ * them in call order, atomically, and answers each.
  *
- * The scripts (store_lua.h) are loaded with SCRIPT LOAD each time a
- * connection starts, pipelined behind AUTH; their SHA-1 is computed here
- * so checks never wait for that reply. A NOSCRIPT error (SCRIPT FLUSH,
- * a failover to a replica without them) loads the script again and
- * retries the check once, within its original deadline.
+ * Why batched: a Lua call has a fixed cost on the server (the call, TIME,
+ * the reply) that one check per EVALSHA paid every time; with several
+ * sessions on a worker, a turn often has several checks, and they now
+ * share one call and one round trip. Each check keeps its own verdict
+ * and the windows stay exact (the whole call is atomic on the server).
+ * Lease releases and refreshes are operations of the same call, in their
+ * place among the checks, so they cost no command of their own when the
+ * turn has a check, and the store hears of a session's end in the turn
+ * it ends (before its client hears 221).
  *
- * Requests are queued during the loop turn and sent, in call order, by
- * store_redis_turn() at its end (hiredis would only write them then
- * anyway). That lets lease releases ride along: a release is carried by
- * the next request queued after it in the same turn (run before that
- * request's own work), or, when none follows, by the turn's last request
- * (run after its work); only a turn with releases and no other request
- * sends a script call of its own for them. Either way a release reaches
- * Redis in the turn it was made, in its place among the checks, so the
- * store still hears of a session's end before its client hears 221.
+ * The script is loaded with SCRIPT LOAD each time a connection starts,
+ * pipelined behind AUTH; its SHA-1 is computed here so checks never wait
+ * for that reply. A NOSCRIPT error (SCRIPT FLUSH, a failover to a replica
+ * without it) loads it again and retries the call once, within its
+ * original deadline.
  *
  * Every check completes exactly once (core/redis.c guarantees it per
- * request); store_redis_forget() only clears the owner's callback, the
+ * call); store_redis_forget() only clears the owner's callback, the
  * request itself lives on until Redis answers, times out or fails.
  * With no connection up (backing off), a check fails when the turn ends.
  */
@@ -35,12 +36,8 @@
 
 /* Window counters outlive their window by this much: never before it ends. */
 #define STORE_RATE_TTL_MARGIN_MS 1000
-#define SREQ_MAX_ARGS 8		/* keys, then the script's ARGV */
-#define SREL_MAX 32		/* releases one request carries before its work (and as many after) */
-#define STORE_MAX_ARGS (3 + SREQ_MAX_ARGS + 1 + 2 * 2 * SREL_MAX)
-
-enum { SCRIPT_RATE = 0, SCRIPT_ACQUIRE, SCRIPT_REFRESH, SCRIPT_CONNECT, SCRIPT_MAIL, SCRIPT_RELEASE,
-       SCRIPT_PEEK, NSCRIPTS };
+#define SREQ_MAX_ARGS 8		/* an operation's arguments, after its opcode */
+#define SBATCH_MAX 128		/* operations per call: bounds the server's time in one script */
 
 struct store_script {
 	const char *src;
@@ -49,25 +46,12 @@ struct store_script {
 	int loading;			/* a SCRIPT LOAD is ahead in the pipeline */
 };
 
-/* A lease release waiting for its request: key (prefix "conc:" client), then the id. */
-struct srel {
-	struct srel *next;
-	size_t klen, ilen;
-	char buf[];			/* key NUL id NUL */
-};
-
-struct srel_list {
-	struct srel *head, **tail;
-	unsigned n;
-};
-
 struct store_redis {
 	struct redis_conn *rc;
 	struct store_stats *stats;
-	struct store_script scripts[NSCRIPTS];
+	struct store_script script;
 	struct sreq *pending;		/* every request not yet answered */
 	struct sreq *unsent, *unsent_last;	/* queued this turn, in call order */
-	struct srel_list rel;		/* releases not yet given to a request */
 	char *prefix;
 	uint64_t timeout_ms;
 	uint64_t err_logged_ms;
@@ -76,28 +60,37 @@ struct store_redis {
 
 enum sreq_kind { SR_RATE, SR_ACQUIRE, SR_REFRESH, SR_RELEASE, SR_CONNECT, SR_MAIL, SR_PEEK };
 
-/* The script each request kind runs. */
-static const int script_of[] = { [SR_RATE] = SCRIPT_RATE, [SR_ACQUIRE] = SCRIPT_ACQUIRE,
-				 [SR_REFRESH] = SCRIPT_REFRESH, [SR_RELEASE] = SCRIPT_RELEASE,
-				 [SR_CONNECT] = SCRIPT_CONNECT, [SR_MAIL] = SCRIPT_MAIL, [SR_PEEK] = SCRIPT_PEEK };
+/* The script's opcode for each kind, and how many arguments it takes. */
+static const struct {
+	const char *op;
+	int nargs;
+} op_of[] = {
+	[SR_RATE] = { "rate", 3 }, [SR_ACQUIRE] = { "acq", 4 }, [SR_REFRESH] = { "ref", 3 },
+	[SR_RELEASE] = { "rel", 2 }, [SR_CONNECT] = { "conn", 8 }, [SR_MAIL] = { "mail", 7 },
+	[SR_PEEK] = { "peek", 2 },
+};
 
 struct sreq {
 	struct sreq *next, **pprev;
 	struct sreq *next_unsent;
-	struct store_redis *sr;
 	store_done_fn *done;
 	void *owner;
 	uint64_t token;
-	uint64_t deadline_ms;
 	unsigned limit;
 	enum sreq_kind kind;
-	int retried;
-	int nkeys;			/* 0, 1, or 2 for SR_CONNECT and SR_MAIL */
-	int nargs;			/* the keys, then the script's ARGV */
+	int nargs;			/* the keys, then the rest, as op_of[kind] says */
 	const char *args[SREQ_MAX_ARGS];
 	size_t arglen[SREQ_MAX_ARGS];
-	struct srel_list pre, post;	/* releases carried: before and after its own work */
 	char buf[];
+};
+
+/* One EVALSHA: the requests it carries, in order (one reply element each). */
+struct sbatch {
+	struct store_redis *sr;
+	uint64_t deadline_ms;
+	int retried;
+	int n;
+	struct sreq *q[];
 };
 
 /* --- SHA-1 (FIPS 180-1), only to name the scripts as Redis does --- */
@@ -171,7 +164,7 @@ sha1_hex(const char *msg, size_t len, char out[41])
 		snprintf(out + 8 * i, 9, "%08x", h[i]);
 }
 
-/* --- scripts --- */
+/* --- the script --- */
 
 static void
 store_script_loaded(struct redis_conn *c, redisReply *r, void *arg)
@@ -201,67 +194,35 @@ store_script_load(struct store_redis *sr, struct redis_conn *c, struct store_scr
 	return 1;
 }
 
-/* A connection starts: load the scripts right behind AUTH. */
+/* A connection starts: load the script right behind AUTH. */
 static void
 store_redis_on_link(struct redis_conn *c, void *arg)
 {
 	struct store_redis *sr = arg;
 
-	for (int i = 0; i < NSCRIPTS; i++) {
-		sr->scripts[i].loading = 0;
-		store_script_load(sr, c, &sr->scripts[i]);
-	}
+	sr->script.loading = 0;
+	store_script_load(sr, c, &sr->script);
 }
 
 /* --- requests --- */
 
-static void
-srel_list_init(struct srel_list *l)
+static int
+sreq_is_check(const struct sreq *q)
 {
-	l->head = NULL;
-	l->tail = &l->head;
-	l->n = 0;
+	return q->kind != SR_REFRESH && q->kind != SR_RELEASE;
 }
 
 static void
-srel_list_free(struct srel_list *l)
+sreq_finish(struct store_redis *sr, struct sreq *q, enum store_verdict v)
 {
-	while (l->head) {
-		struct srel *r = l->head;
-
-		l->head = r->next;
-		free(r);
-	}
-	srel_list_init(l);
-}
-
-/* Moves the releases waiting in sr to l (which must be empty). */
-static void
-srel_take(struct store_redis *sr, struct srel_list *l)
-{
-	if (sr->rel.head == NULL)
-		return;
-	*l = sr->rel;
-	if (l->tail == &sr->rel.head)
-		l->tail = &l->head;
-	srel_list_init(&sr->rel);
-}
-
-static void
-sreq_finish(struct sreq *q, enum store_verdict v)
-{
-	struct store_redis *sr = q->sr;
 	store_done_fn *done = q->done;
 	void *owner = q->owner;
 	uint64_t token = q->token;
-	int check = q->kind == SR_RATE || q->kind == SR_ACQUIRE || q->kind == SR_CONNECT ||
-		    q->kind == SR_MAIL || q->kind == SR_PEEK;
+	int check = sreq_is_check(q);
 
 	*q->pprev = q->next;
 	if (q->next)
 		q->next->pprev = q->pprev;
-	srel_list_free(&q->pre);
-	srel_list_free(&q->post);
 	free(q);
 	if (!check)
 		return;
@@ -271,83 +232,105 @@ sreq_finish(struct sreq *q, enum store_verdict v)
 		done(owner, token, v);
 }
 
-static void sreq_reply(struct redis_conn *c, redisReply *r, void *arg);
+static enum store_verdict
+sreq_verdict(const struct sreq *q, long long n)
+{
+	switch (q->kind) {
+	case SR_RATE:
+		return n >= 0 && (unsigned long long)n <= q->limit ? STORE_ALLOW : STORE_DENY;
+	case SR_PEEK:
+		/* the window's count: room for one more? */
+		return n >= 0 && (unsigned long long)n < q->limit ? STORE_ALLOW : STORE_DENY;
+	case SR_MAIL:
+		/* 1 charged with a recipient, 2 without, 0 refused */
+		return n == 1 ? STORE_ALLOW : n == 2 ? STORE_ALLOW_NO_RCPT : STORE_DENY;
+	default:
+		/* SR_CONNECT: 1 allowed, 0 rate refused, 2 lease refused; SR_ACQUIRE: 1 or 0 */
+		return n == 1 ? STORE_ALLOW : STORE_DENY;
+	}
+}
+
+static void sbatch_reply(struct redis_conn *c, redisReply *r, void *arg);
 
 static int
-sreq_send(struct sreq *q, uint64_t timeout_ms)
+sbatch_send(struct sbatch *b, uint64_t timeout_ms)
 {
-	struct store_redis *sr = q->sr;
-	const struct store_script *s = &sr->scripts[script_of[q->kind]];
-	const char *argv[STORE_MAX_ARGS];
-	size_t argvlen[STORE_MAX_ARGS];
-	char nkeys[4], npre[12];
-	int n = 0;
+	struct store_redis *sr = b->sr;
+	int argc = 3, n = 0, ret;
+	const char **argv;
+	size_t *argvlen;
 
+	for (int i = 0; i < b->n; i++)
+		argc += 1 + b->q[i]->nargs;
+	argv = malloc((size_t)argc * sizeof(*argv));
+	argvlen = malloc((size_t)argc * sizeof(*argvlen));
+	if (argv == NULL || argvlen == NULL) {
+		free(argv);
+		free(argvlen);
+		return -1;
+	}
 	argv[n] = "EVALSHA";
 	argvlen[n++] = 7;
-	argv[n] = s->sha;
+	argv[n] = sr->script.sha;
 	argvlen[n++] = 40;
-	argvlen[n] = (size_t)snprintf(nkeys, sizeof(nkeys), "%d", q->nkeys);
-	argv[n++] = nkeys;
-	for (int i = 0; i < q->nargs; i++) {
-		argv[n] = q->args[i];
-		argvlen[n++] = q->arglen[i];
-	}
-	if (q->pre.n || q->post.n) {
-		argvlen[n] = (size_t)snprintf(npre, sizeof(npre), "%u", q->pre.n);
-		argv[n++] = npre;
-		for (int pass = 0; pass < 2; pass++) {
-			for (const struct srel *r = pass ? q->post.head : q->pre.head; r; r = r->next) {
-				argv[n] = r->buf;
-				argvlen[n++] = r->klen;
-				argv[n] = r->buf + r->klen + 1;
-				argvlen[n++] = r->ilen;
-			}
+	argv[n] = "0";
+	argvlen[n++] = 1;
+	for (int i = 0; i < b->n; i++) {
+		const struct sreq *q = b->q[i];
+
+		argv[n] = op_of[q->kind].op;
+		argvlen[n++] = strlen(op_of[q->kind].op);
+		for (int a = 0; a < q->nargs; a++) {
+			argv[n] = q->args[a];
+			argvlen[n++] = q->arglen[a];
 		}
 	}
-	if (redis_conn_call(sr->rc, timeout_ms, sreq_reply, q, n, argv, argvlen) < 0)
+	ret = redis_conn_call(sr->rc, timeout_ms, sbatch_reply, b, argc, argv, argvlen);
+	free(argv);
+	free(argvlen);
+	if (ret < 0)
 		return -1;
 	sr->stats->roundtrips++;
 	return 0;
 }
 
-static enum store_verdict
-sreq_verdict(const struct sreq *q, long long n)
+/* Every request of b answered (FAIL unless r has one integer each), then b freed. */
+static void
+sbatch_finish(struct sbatch *b, redisReply *r)
 {
-	if (q->kind == SR_RATE)
-		return n >= 0 && (unsigned long long)n <= q->limit ? STORE_ALLOW : STORE_DENY;
-	/* SR_PEEK: the window's count; room for one more? */
-	if (q->kind == SR_PEEK)
-		return n >= 0 && (unsigned long long)n < q->limit ? STORE_ALLOW : STORE_DENY;
-	/* SR_MAIL: 1 charged with a recipient, 2 without, 0 refused. */
-	if (q->kind == SR_MAIL)
-		return n == 1 ? STORE_ALLOW : n == 2 ? STORE_ALLOW_NO_RCPT : STORE_DENY;
-	/* SR_CONNECT: 1 allowed, 0 rate refused, 2 lease refused; SR_ACQUIRE: 1 or 0. */
-	return n == 1 ? STORE_ALLOW : STORE_DENY;
+	struct store_redis *sr = b->sr;
+	int ok = r && r->type == REDIS_REPLY_ARRAY && r->elements == (size_t)b->n;
+
+	for (int i = 0; i < b->n; i++) {
+		redisReply *e = ok ? r->element[i] : NULL;
+		enum store_verdict v = STORE_FAIL;
+
+		if (e && e->type == REDIS_REPLY_INTEGER)
+			v = sreq_verdict(b->q[i], e->integer);
+		sreq_finish(sr, b->q[i], v);
+	}
+	free(b);
 }
 
 static void
-sreq_reply(struct redis_conn *c, redisReply *r, void *arg)
+sbatch_reply(struct redis_conn *c, redisReply *r, void *arg)
 {
-	struct sreq *q = arg;
-	struct store_redis *sr = q->sr;
-	enum store_verdict v = STORE_FAIL;
+	struct sbatch *b = arg;
+	struct store_redis *sr = b->sr;
 
 	if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0 &&
-	    !q->retried && !sr->freeing) {
+	    !b->retried && !sr->freeing) {
 		uint64_t now = timer_now_ms();
 
 		/* Load, then the same EVALSHA right behind it on the same connection. */
-		q->retried = 1;
-		/* Counted: it is a command this check caused (connect-time loads are not). */
-		if (store_script_load(sr, c, &sr->scripts[script_of[q->kind]]))
+		b->retried = 1;
+		/* Counted: it is a command these checks caused (connect-time loads are not). */
+		if (store_script_load(sr, c, &sr->script))
 			sr->stats->roundtrips++;
-		if (sreq_send(q, q->deadline_ms > now ? q->deadline_ms - now : 1) == 0)
+		if (sbatch_send(b, b->deadline_ms > now ? b->deadline_ms - now : 1) == 0)
 			return;
 	}
-	if (r && r->type == REDIS_REPLY_INTEGER) {
-		v = sreq_verdict(q, r->integer);
-	} else if (r && r->type == REDIS_REPLY_ERROR) {
+	if (r && r->type == REDIS_REPLY_ERROR) {
 		uint64_t now = timer_now_ms();
 
 		/* A misconfigured server errs on every check: one line a second. */
@@ -356,13 +339,13 @@ sreq_reply(struct redis_conn *c, redisReply *r, void *arg)
 			sr->err_logged_ms = now;
 		}
 	}
-	sreq_finish(q, v);
+	sbatch_finish(b, r);
 }
 
 /*
  * A request for key under zero, one or two key kinds (prefix kind key
- * each; kind_s NULL: no key, kind2_s NULL: one) and argc ARGV strings;
- * linked in pending.
+ * each; kind_s NULL: no key, kind2_s NULL: one), then argc strings, as
+ * op_of[kind] wants them; linked in pending. NULL when out of memory.
  */
 static struct sreq *
 sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *kind2_s,
@@ -374,7 +357,7 @@ sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const
 	struct sreq *q;
 	char *p;
 
-	if (nkeys + argc > SREQ_MAX_ARGS)
+	if (nkeys + argc != op_of[kind].nargs || nkeys + argc > SREQ_MAX_ARGS)
 		return NULL;
 	for (int i = 0; i < nkeys; i++)
 		size += plen + strlen(kinds[i]) + keylen + 1;
@@ -383,11 +366,7 @@ sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const
 	q = calloc(1, sizeof(*q) + size);
 	if (q == NULL)
 		return NULL;
-	q->sr = sr;
 	q->kind = kind;
-	q->nkeys = nkeys;
-	srel_list_init(&q->pre);
-	srel_list_init(&q->post);
 	p = q->buf;
 	for (int i = 0; i < nkeys; i++) {
 		int n = sprintf(p, "%s%s%s", sr->prefix, kinds[i], key);
@@ -404,7 +383,6 @@ sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const
 		q->arglen[q->nargs++] = n;
 		p += n + 1;
 	}
-	q->deadline_ms = timer_now_ms() + sr->timeout_ms;
 	q->next = sr->pending;
 	if (q->next)
 		q->next->pprev = &q->next;
@@ -413,7 +391,7 @@ sreq_newv(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const
 	return q;
 }
 
-/* One key (prefix kind_s key) and up to 3 ARGV strings, the first NULL ending them. */
+/* One key (prefix kind_s key) and up to 3 more strings, the first NULL ending them. */
 static struct sreq *
 sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const char *key,
 	 const char *a1, const char *a2, const char *a3)
@@ -426,19 +404,7 @@ sreq_new(struct store_redis *sr, enum sreq_kind kind, const char *kind_s, const 
 	return sreq_newv(sr, kind, kind_s, NULL, key, argv, argc);
 }
 
-/* Queues q for the end of the turn, carrying the releases made before it. */
-static void
-sreq_queue(struct store_redis *sr, struct sreq *q)
-{
-	srel_take(sr, &q->pre);
-	q->next_unsent = NULL;
-	if (sr->unsent_last)
-		sr->unsent_last->next_unsent = q;
-	else
-		sr->unsent = q;
-	sr->unsent_last = q;
-}
-
+/* Queues q (NULL: out of memory, the check fails now) for the end of the turn. */
 static void
 sreq_start(struct store_redis *sr, struct sreq *q, store_done_fn *done, void *owner, uint64_t token)
 {
@@ -452,21 +418,12 @@ sreq_start(struct store_redis *sr, struct sreq *q, store_done_fn *done, void *ow
 	q->done = done;
 	q->owner = owner;
 	q->token = token;
-	sreq_queue(sr, q);
-}
-
-/* The waiting releases in a request of their own (the turn has none to carry them). */
-static void
-srel_send_alone(struct store_redis *sr)
-{
-	struct sreq *q = sreq_newv(sr, SR_RELEASE, NULL, NULL, NULL, NULL, 0);
-
-	if (q == NULL) {
-		/* Out of memory: dropped, like a lost ZREM; the leases expire. */
-		srel_list_free(&sr->rel);
-		return;
-	}
-	sreq_queue(sr, q);
+	q->next_unsent = NULL;
+	if (sr->unsent_last)
+		sr->unsent_last->next_unsent = q;
+	else
+		sr->unsent = q;
+	sr->unsent_last = q;
 }
 
 void
@@ -552,23 +509,11 @@ store_redis_lease_refresh(struct store_redis *sr, const char *key, const char *l
 	sreq_start(sr, sreq_new(sr, SR_REFRESH, "conc:", key, ttl, lease_id, NULL), NULL, NULL, 0);
 }
 
+/* Out of memory: dropped, like a lost ZREM would be; the lease expires after its ttl. */
 void
 store_redis_lease_release(struct store_redis *sr, const char *key, const char *lease_id)
 {
-	size_t plen = strlen(sr->prefix), klen = plen + 5 + strlen(key), ilen = strlen(lease_id);
-	struct srel *r = malloc(sizeof(*r) + klen + 1 + ilen + 1);
-
-	if (r == NULL)
-		return;		/* the lease expires after its ttl */
-	r->klen = klen;
-	r->ilen = ilen;
-	sprintf(r->buf, "%sconc:%s", sr->prefix, key);
-	memcpy(r->buf + klen + 1, lease_id, ilen + 1);
-	r->next = NULL;
-	*sr->rel.tail = r;
-	sr->rel.tail = &r->next;
-	if (++sr->rel.n >= SREL_MAX)
-		srel_send_alone(sr);
+	sreq_start(sr, sreq_new(sr, SR_RELEASE, "conc:", key, lease_id, NULL, NULL), NULL, NULL, 0);
 }
 
 void
@@ -582,26 +527,33 @@ store_redis_forget(struct store_redis *sr, void *owner)
 void
 store_redis_turn(struct store_redis *sr)
 {
-	/* A failed send answers at once; what its callback queues goes too. */
-	while (sr->unsent || sr->rel.head) {
-		struct sreq *q;
+	/* A failed send answers at once; what its callbacks queue goes too. */
+	while (sr->unsent) {
+		struct sreq *q = sr->unsent;
+		struct sbatch *b;
+		int n = 0;
 
-		if (sr->rel.head) {
-			/* Made after the turn's last request: they ride after its work. */
-			if (sr->unsent_last && sr->unsent_last->post.n == 0)
-				srel_take(sr, &sr->unsent_last->post);
-			else
-				srel_send_alone(sr);
+		for (struct sreq *x = q; x && n < SBATCH_MAX; x = x->next_unsent)
+			n++;
+		b = malloc(sizeof(*b) + (size_t)n * sizeof(b->q[0]));
+		if (b == NULL) {
+			sr->unsent = q->next_unsent;
+			if (sr->unsent == NULL)
+				sr->unsent_last = NULL;
+			sreq_finish(sr, q, STORE_FAIL);
+			continue;
 		}
-		q = sr->unsent;
-		sr->unsent = sr->unsent_last = NULL;
-		while (q) {
-			struct sreq *next = q->next_unsent;
-
-			if (sreq_send(q, sr->timeout_ms) < 0)
-				sreq_finish(q, STORE_FAIL);
-			q = next;
-		}
+		b->sr = sr;
+		b->retried = 0;
+		b->n = n;
+		b->deadline_ms = timer_now_ms() + sr->timeout_ms;
+		for (int i = 0; i < n; i++, q = q->next_unsent)
+			b->q[i] = q;
+		sr->unsent = q;
+		if (q == NULL)
+			sr->unsent_last = NULL;
+		if (sbatch_send(b, sr->timeout_ms) < 0)
+			sbatch_finish(b, NULL);
 	}
 	redis_conn_turn(sr->rc);
 }
@@ -609,26 +561,20 @@ store_redis_turn(struct store_redis *sr)
 struct store_redis *
 store_redis_new(const struct cfg_redis *cfg, struct ring *r, struct store_stats *stats)
 {
-	static const char *const src[NSCRIPTS] = { store_lua_rate, store_lua_acquire, store_lua_refresh,
-						   store_lua_connect, store_lua_mail, store_lua_release,
-						   store_lua_peek };
 	struct store_redis *sr = calloc(1, sizeof(*sr));
 
 	if (sr == NULL)
 		return NULL;
 	sr->stats = stats;
-	srel_list_init(&sr->rel);
 	sr->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 100;
 	sr->prefix = strdup(cfg->key_prefix ? cfg->key_prefix : "mxgate:");
 	if (sr->prefix == NULL) {
 		free(sr);
 		return NULL;
 	}
-	for (int i = 0; i < NSCRIPTS; i++) {
-		sr->scripts[i].src = src[i];
-		sr->scripts[i].len = strlen(src[i]);
-		sha1_hex(src[i], sr->scripts[i].len, sr->scripts[i].sha);
-	}
+	sr->script.src = store_lua_batch;
+	sr->script.len = strlen(store_lua_batch);
+	sha1_hex(store_lua_batch, sr->script.len, sr->script.sha);
 	sr->rc = redis_conn_new(r, &cfg->addr, cfg->password, sr->timeout_ms, store_redis_on_link, sr);
 	if (sr->rc == NULL) {
 		free(sr->prefix);
@@ -643,13 +589,16 @@ store_redis_free(struct store_redis *sr)
 {
 	if (sr == NULL)
 		return;
-	/* Pending requests complete with NULL inside; no owner hears of it. */
+	/* Calls in flight complete with NULL inside (their batches free themselves); no owner hears of it. */
 	sr->freeing = 1;
-	sr->unsent = sr->unsent_last = NULL;
-	srel_list_free(&sr->rel);
+	while (sr->unsent) {
+		struct sreq *q = sr->unsent;
+
+		sr->unsent = q->next_unsent;
+		sreq_finish(sr, q, STORE_FAIL);
+	}
+	sr->unsent_last = NULL;
 	redis_conn_free(sr->rc);
-	while (sr->pending)
-		sreq_finish(sr->pending, STORE_FAIL);
 	free(sr->prefix);
 	free(sr);
 }

@@ -706,12 +706,11 @@ def redis_commandstats(port):
     return calls
 
 
-# Commands mxgate sends itself (proxy/store_redis.c: EVALSHA per check, SCRIPT
-# LOAD and AUTH when a link starts); any other command in commandstats ran
-# inside those scripts (redis.call). A concurrency lease's release is a ZREM
-# run inside the script of another request of the same loop turn, or inside
-# an EVALSHA of its own: mxgate sends no ZREM itself (it did before, so older
-# results counted ZREM as sent).
+# Commands mxgate sends itself (proxy/store_redis.c: one EVALSHA per loop turn
+# carrying that turn's checks, SCRIPT LOAD and AUTH when a link starts); any
+# other command in commandstats ran inside that script (redis.call). Lease
+# releases and refreshes are operations inside the same EVALSHA: mxgate sends
+# no ZREM itself (it did before, so older results counted ZREM as sent).
 REDIS_CLIENT_CMDS = ("evalsha", "eval", "script|load", "script", "auth", "hello", "ping", "select")
 
 LIMITS_CONF = """
