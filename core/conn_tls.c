@@ -20,6 +20,7 @@
 #define TLS_RECORD_MAX 16384
 /* Plaintext staging above this is given back to the allocator once sent. */
 #define TLS_PT_KEEP (64 * 1024)
+#define TLS_PT_SMALL 4096
 
 struct conn_tls {
 	WOLFSSL *ssl;
@@ -249,7 +250,12 @@ conn_tls_encrypt(struct conn *c)
 	}
 	t->pt_len = 0;
 	c->tls_queued = 0;
-	if (t->pt_cap > TLS_PT_KEEP) {
+	/*
+	 * Replies (a few hundred bytes) would keep a 4 KB buffer on every idle
+	 * session: only a sender of bulk data (a backend link in DATA) keeps
+	 * its larger one, up to TLS_PT_KEEP, to spare a realloc per flush.
+	 */
+	if (t->pt_cap <= TLS_PT_SMALL || t->pt_cap > TLS_PT_KEEP) {
 		free(t->pt);
 		t->pt = NULL;
 		t->pt_cap = 0;

@@ -42,6 +42,14 @@ die() { echo "build-wolfssl: $*" >&2; exit 1; }
 OUR_FLAGS=(--enable-aesni --enable-intelasm --enable-sp --enable-sp-asm
 	--enable-static --disable-shared --with-pic)
 SCRIPT_REV=1
+# Defines added to Debian's CPPFLAGS; options.h records them, so mxgate sees
+# the same struct layouts. MAX_CHAIN_DEPTH 5 (wolfSSL's default is 9): each
+# connection's session object carries two fixed peer-chain buffers of
+# MAX_CHAIN_DEPTH x 2 KB (SESSION_CERTS and WOLFSSL_ALT_CERT_CHAINS, which
+# Debian's --enable-distro forces on), 37 KB at 9, half an idle TLS
+# connection's memory. Five certificates is more than a backend's chain needs
+# (leaf, two intermediates, a cross-signed root); a longer one is refused.
+OUR_CPPFLAGS="-DMAX_CHAIN_DEPTH=5"
 
 # The version we build is the one the system library has, so that falling
 # back to it (or back from it) changes only the build flags, and a Debian
@@ -53,6 +61,7 @@ unset CC
 cc_id=$( (cc --version 2>/dev/null || true) | head -n1)
 key="version=${want:-any}
 flags=${OUR_FLAGS[*]}
+cppflags=$OUR_CPPFLAGS
 cc=$cc_id
 rev=$SCRIPT_REV"
 
@@ -178,6 +187,7 @@ mapfile -t DEBIAN_FLAGS < <(awk '
 
 # Debian's compiler flags (debian/rules exports hardening=+all).
 eval "$(DEB_BUILD_MAINT_OPTIONS=hardening=+all dpkg-buildflags --export=sh)"
+export CPPFLAGS="${CPPFLAGS:-} $OUR_CPPFLAGS"
 # Our own make's command-line variables (BUILD=, V=, SAN=...) must not
 # reach wolfSSL's configure and make through the environment.
 unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES BUILD OPT SAN V EXTRA_CFLAGS LIBS
@@ -208,6 +218,8 @@ staged=$STAGE$PREFIX
 install -m 644 wolfssl/options.h "$staged/include/wolfssl/options.h"
 grep -q '^#define WOLFSSL_AESNI' "$staged/include/wolfssl/options.h" ||
 	die "the built options.h does not define WOLFSSL_AESNI"
+grep -q '^#define MAX_CHAIN_DEPTH 5' "$staged/include/wolfssl/options.h" ||
+	die "the built options.h does not record MAX_CHAIN_DEPTH"
 rm -f "$staged/lib/libwolfssl.la"	# libtool's; nothing here uses libtool
 
 # Smoke test: compiles against the staged headers, links the archive, runs.
@@ -225,7 +237,7 @@ if ! cc -I"$staged/include" -o "$WORK/smoke" "$WORK/smoke.c" "$staged/lib/libwol
 fi
 
 printf '%s\ninfo: built=%s configure=%s\n' "$key" "$got" \
-	"${DEBIAN_FLAGS[*]} ${OUR_FLAGS[*]}" >"$staged/$STAMP_NAME"
+	"${DEBIAN_FLAGS[*]} ${OUR_FLAGS[*]} CPPFLAGS+=$OUR_CPPFLAGS" >"$staged/$STAMP_NAME"
 rm -rf "$PREFIX.old"
 [ -d "$PREFIX" ] && mv "$PREFIX" "$PREFIX.old"
 mv "$staged" "$PREFIX"
