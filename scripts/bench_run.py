@@ -29,6 +29,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -682,7 +683,80 @@ def section_idle(res, n=10000):
         out["rss_before_kb"], out.get("rss_with_idle_kb", 0), established,
         out.get("kb_per_connection", 0.0), out["rss_after_close_kb"]))
     stop("mxgate-idle")
+    if OPENSSL:
+        idle_tls(out, sport)
+    else:
+        warn("openssl not installed: no idle TLS row")
     stop("mxsink-4")
+
+
+IDLE_TLS_CONNS = 1000
+
+
+def idle_tls(out, sport, n=IDLE_TLS_CONNS):
+    """mxgate's RSS per idle implicit-TLS connection (handshake done, EHLO answered).
+
+    Fewer connections than the plaintext row: each is a full handshake made here,
+    one after the other, with Python's ssl."""
+    crt, key = tls_test_cert(os.path.join(OUT, "tls"))
+    gport = free_port()
+    extra = """
+[listener idle]
+listen = 127.0.0.1:%d
+tls = implicit
+relay_domains = *
+
+[tls]
+certificate = %s
+key = %s
+""" % (gport, crt, key)
+    pport = free_port()
+    start("mxgate-idle-tls", [MXGATE, "-c", mxgate_conf("mxgate-idle-tls", pport, sport, "auto", extra)], pport)
+    gpid = procs["mxgate-idle-tls"].pid
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    conns = []
+
+    def one():
+        raw = socket.create_connection(("127.0.0.1", gport), timeout=10)
+        t = ctx.wrap_socket(raw, server_hostname="localhost")
+        f = t.makefile("rb")
+        if not f.readline().startswith(b"220"):
+            raise OSError("no 220 greeting")
+        t.sendall(b"EHLO idle.example.test\r\n")
+        for _ in range(50):
+            line = f.readline()
+            if line[3:4] != b"-":
+                break
+        conns.append((t, f))
+
+    row = {"connections_wanted": n}
+    out["tls"] = row
+    deadline = time.monotonic() + 120
+    try:
+        for _ in range(20):     # warm-up: first-use allocations are not per connection
+            one()
+        for t, fh in conns:
+            t.close()
+        conns.clear()
+        time.sleep(0.5)
+        row["rss_before_kb"] = vm_rss_kb(gpid)
+        while len(conns) < n and time.monotonic() < deadline:
+            one()
+        row["connections_established"] = len(conns)
+        time.sleep(1.0)
+        row["rss_with_idle_kb"] = vm_rss_kb(gpid)
+        if conns:
+            row["kb_per_connection"] = (row["rss_with_idle_kb"] - row["rss_before_kb"]) / len(conns)
+        log("idle TLS: RSS %d kB -> %d kB with %d connections (%.2f kB each)" % (
+            row["rss_before_kb"], row["rss_with_idle_kb"], len(conns), row.get("kb_per_connection", 0.0)))
+    except (OSError, ssl.SSLError) as e:
+        warn("idle TLS test: %s" % e)
+    finally:
+        for t, fh in conns:
+            t.close()
+        stop("mxgate-idle-tls")
 
 
 def redis_commandstats(port):
@@ -1256,6 +1330,18 @@ def report(res):
         L.append("| %d | %d kB | %d kB | **%s kB** | %d kB | %d |" % (
             I.get("connections_established", 0), I["rss_before_kb"], I.get("rss_with_idle_kb", 0),
             f(I.get("kb_per_connection"), 2), I.get("rss_after_close_kb", 0), I.get("fds_with_idle", 0)))
+        T = I.get("tls") or {}
+        if T.get("kb_per_connection") is not None:
+            L.append("")
+            L.append("Idle TLS (implicit TLS 1.3, handshake done, EHLO answered; a separate mxgate, "
+                     "`workers = auto`; %d connections made one after the other with Python's ssl):" %
+                     T.get("connections_established", 0))
+            L.append("")
+            L.append("| idle TLS connections | VmRSS before | VmRSS with them | per connection |")
+            L.append("|---|---|---|---|")
+            L.append("| %d | %d kB | %d kB | **%s kB** |" % (
+                T.get("connections_established", 0), T["rss_before_kb"], T.get("rss_with_idle_kb", 0),
+                f(T.get("kb_per_connection"), 2)))
         L.append("")
     M = res.get("limits")
     if M and M.get("cells"):
