@@ -134,14 +134,22 @@ policy_connect(struct session *s, policy_done_fn *done)
 	launched(s);
 }
 
+/*
+ * One question about a fixed window of the client's (store_rate counts an
+ * event, store_peek only asks whether one more would fit): skipped for
+ * trusted clients, with limits off or with that rate unset.
+ */
+typedef void window_ask_fn(struct store *st, const char *kind, const char *key, unsigned limit,
+			   uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token);
+
 static void
-policy_rate(struct session *s, const char *kind, const struct cfg_rate *rate, policy_done_fn *done)
+policy_window(struct session *s, window_ask_fn *ask, const char *kind, const struct cfg_rate *rate,
+	      policy_done_fn *done)
 {
 	begin(s, done);
 	if (!s->trusted && s->cfg->limits.enabled && rate->count && s->w->store) {
 		s->policy_pending++;
-		store_rate(s->w->store, kind, s->client_key, rate->count, rate->per_ms, check_done, s,
-			   s->policy_token);
+		ask(s->w->store, kind, s->client_key, rate->count, rate->per_ms, check_done, s, s->policy_token);
 	}
 	launched(s);
 }
@@ -188,27 +196,19 @@ policy_rcpt(struct session *s, policy_done_fn *done)
 		launched(s);
 		return;
 	}
-	policy_rate(s, "rcpt", &s->cfg->limits.recipient_rate, done);
+	policy_window(s, store_rate, "rcpt", &s->cfg->limits.recipient_rate, done);
 }
 
 void
 policy_auth_allowed(struct session *s, policy_done_fn *done)
 {
-	const struct cfg_rate *rate = &s->cfg->limits.auth_failure_rate;
-
-	begin(s, done);
-	if (!s->trusted && s->cfg->limits.enabled && rate->count && s->w->store) {
-		s->policy_pending++;
-		store_peek(s->w->store, "authf", s->client_key, rate->count, rate->per_ms, check_done, s,
-			   s->policy_token);
-	}
-	launched(s);
+	policy_window(s, store_peek, "authf", &s->cfg->limits.auth_failure_rate, done);
 }
 
 void
 policy_auth_failure(struct session *s, policy_done_fn *done)
 {
-	policy_rate(s, "authf", &s->cfg->limits.auth_failure_rate, done);
+	policy_window(s, store_rate, "authf", &s->cfg->limits.auth_failure_rate, done);
 }
 
 void

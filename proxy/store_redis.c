@@ -426,9 +426,10 @@ sreq_start(struct store_redis *sr, struct sreq *q, store_done_fn *done, void *ow
 	sr->unsent_last = q;
 }
 
-void
-store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
-		 uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
+/* A fixed-window request (SR_RATE counts, SR_PEEK reads) for kind and key. */
+static void
+window_req(struct store_redis *sr, enum sreq_kind k, const char *kind, const char *key, unsigned limit,
+	   uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
 {
 	char kbuf[96], w[24], margin[24];
 	struct sreq *q;
@@ -436,25 +437,24 @@ store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsi
 	snprintf(kbuf, sizeof(kbuf), "%s:", kind);
 	snprintf(w, sizeof(w), "%llu", (unsigned long long)(window_ms ? window_ms : 1));
 	snprintf(margin, sizeof(margin), "%d", STORE_RATE_TTL_MARGIN_MS);
-	q = sreq_new(sr, SR_RATE, kbuf, key, w, margin, NULL);
+	q = sreq_new(sr, k, kbuf, key, w, k == SR_RATE ? margin : NULL, NULL);
 	if (q)
 		q->limit = limit;
 	sreq_start(sr, q, done, owner, token);
 }
 
 void
+store_redis_rate(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
+		 uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
+{
+	window_req(sr, SR_RATE, kind, key, limit, window_ms, done, owner, token);
+}
+
+void
 store_redis_peek(struct store_redis *sr, const char *kind, const char *key, unsigned limit,
 		 uint64_t window_ms, store_done_fn *done, void *owner, uint64_t token)
 {
-	char kbuf[96], w[24];
-	struct sreq *q;
-
-	snprintf(kbuf, sizeof(kbuf), "%s:", kind);
-	snprintf(w, sizeof(w), "%llu", (unsigned long long)(window_ms ? window_ms : 1));
-	q = sreq_new(sr, SR_PEEK, kbuf, key, w, NULL, NULL);
-	if (q)
-		q->limit = limit;
-	sreq_start(sr, q, done, owner, token);
+	window_req(sr, SR_PEEK, kind, key, limit, window_ms, done, owner, token);
 }
 
 void
