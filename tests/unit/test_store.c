@@ -221,31 +221,52 @@ test_emb_peek(void **state)
 	free(cfg);
 }
 
+/*
+ * Two threads, each with its own worker store, charging one client at
+ * once: store_rate ("conn", limit 1000) or store_mail (1000 messages, 600
+ * prepaid recipients, with other clients in between so both threads take
+ * many pairs of shard locks). Hour-long windows; run again if one turned
+ * during the run.
+ */
 struct hammer {
 	struct store *st;
-	unsigned n, allowed;
+	int mail;
+	unsigned n, allowed, prepaid;
 };
 
 static void
 hammer_done(void *owner, uint64_t token, enum store_verdict v)
 {
+	struct hammer *h = owner;
+
 	(void)token;
-	if (v == STORE_ALLOW)
-		((struct hammer *)owner)->allowed++;
+	if (h == NULL)
+		return;		/* the other clients' calls */
+	h->allowed += v == STORE_ALLOW || v == STORE_ALLOW_NO_RCPT;
+	h->prepaid += v == STORE_ALLOW;
 }
 
 static void *
 hammer_main(void *arg)
 {
 	struct hammer *h = arg;
+	char key[32];
 
-	for (unsigned i = 0; i < h->n; i++)
-		store_rate(h->st, "conn", "198.51.100.7", 1000, 3600 * 1000, hammer_done, h, i);
+	for (unsigned i = 0; i < h->n; i++) {
+		if (!h->mail) {
+			store_rate(h->st, "conn", "198.51.100.7", 1000, 3600 * 1000, hammer_done, h, i);
+			continue;
+		}
+		store_mail(h->st, "198.51.100.8", 1000, 3600 * 1000, 600, 3600 * 1000, hammer_done, h, i);
+		snprintf(key, sizeof(key), "10.9.%u.%u", (i / 256) % 256, i % 256);
+		store_mail(h->st, key, 1000, 3600 * 1000, 600, 3600 * 1000, hammer_done, NULL, i);
+	}
 	return NULL;
 }
 
-static void
-test_emb_rate_threads(void **state)
+/* Runs the two threads of n calls each; returns the calls allowed (and prepaid) over both. */
+static unsigned
+hammer_run(int mail, unsigned n, unsigned *prepaid)
 {
 	struct config *cfg = config_embedded();
 	char err[128];
@@ -254,15 +275,12 @@ test_emb_rate_threads(void **state)
 	pthread_t t[2];
 	uint64_t w0;
 
-	(void)state;
 	assert_non_null(sh);
-	/* Retry if the hour-long window happened to turn during the run. */
 	for (int attempt = 0; attempt < 2; attempt++) {
 		w0 = timer_now_ms() / (3600 * 1000);
 		for (int i = 0; i < 2; i++) {
-			h[i].st = store_worker_new(sh, NULL);
-			h[i].n = 20000;
-			h[i].allowed = 0;
+			h[i] = (struct hammer){ .st = store_worker_new(sh, NULL), .mail = mail, .n = n };
+			assert_non_null(h[i].st);
 			assert_int_equal(pthread_create(&t[i], NULL, hammer_main, &h[i]), 0);
 		}
 		for (int i = 0; i < 2; i++) {
@@ -272,10 +290,20 @@ test_emb_rate_threads(void **state)
 		if (timer_now_ms() / (3600 * 1000) == w0)
 			break;
 	}
-	/* Exactly the limit over both threads, never limit + 1. */
-	assert_int_equal(h[0].allowed + h[1].allowed, 1000);
 	store_shared_free(sh);
 	free(cfg);
+	*prepaid = h[0].prepaid + h[1].prepaid;
+	return h[0].allowed + h[1].allowed;
+}
+
+static void
+test_emb_rate_threads(void **state)
+{
+	unsigned prepaid;
+
+	(void)state;
+	/* Exactly the limit over both threads, never limit + 1. */
+	assert_int_equal(hammer_run(0, 20000, &prepaid), 1000);
 }
 
 static enum store_verdict
@@ -457,71 +485,15 @@ test_emb_mail(void **state)
 	free(cfg);
 }
 
-struct mail_hammer {
-	struct store *st;
-	unsigned n, allowed, prepaid;
-};
-
-static void
-mail_hammer_done(void *owner, uint64_t token, enum store_verdict v)
-{
-	struct mail_hammer *h = owner;
-
-	(void)token;
-	if (h == NULL)
-		return;
-	h->allowed += v == STORE_ALLOW || v == STORE_ALLOW_NO_RCPT;
-	h->prepaid += v == STORE_ALLOW;
-}
-
-static void *
-mail_hammer_main(void *arg)
-{
-	struct mail_hammer *h = arg;
-	char key[32];
-
-	for (unsigned i = 0; i < h->n; i++) {
-		store_mail(h->st, "198.51.100.8", 1000, 3600 * 1000, 600, 3600 * 1000, mail_hammer_done, h, i);
-		/* Other clients in between: both threads take many pairs of shard locks. */
-		snprintf(key, sizeof(key), "10.9.%u.%u", (i / 256) % 256, i % 256);
-		store_mail(h->st, key, 1000, 3600 * 1000, 600, 3600 * 1000, mail_hammer_done, NULL, i);
-	}
-	return NULL;
-}
-
 /* Two threads on one client: exactly 1000 messages and 600 prepaid recipients, no deadlock. */
 static void
 test_emb_mail_threads(void **state)
 {
-	struct config *cfg = config_embedded();
-	char err[128];
-	struct store_shared *sh = store_shared_new(cfg, err, sizeof(err));
-	struct mail_hammer h[2];
-	pthread_t t[2];
-	uint64_t w0;
+	unsigned prepaid;
 
 	(void)state;
-	assert_non_null(sh);
-	/* Retry if the hour-long window happened to turn during the run. */
-	for (int attempt = 0; attempt < 2; attempt++) {
-		w0 = timer_now_ms() / (3600 * 1000);
-		for (int i = 0; i < 2; i++) {
-			h[i].st = store_worker_new(sh, NULL);
-			h[i].n = 5000;
-			h[i].allowed = h[i].prepaid = 0;
-			assert_int_equal(pthread_create(&t[i], NULL, mail_hammer_main, &h[i]), 0);
-		}
-		for (int i = 0; i < 2; i++) {
-			pthread_join(t[i], NULL);
-			store_worker_free(h[i].st);
-		}
-		if (timer_now_ms() / (3600 * 1000) == w0)
-			break;
-	}
-	assert_int_equal(h[0].allowed + h[1].allowed, 1000);
-	assert_int_equal(h[0].prepaid + h[1].prepaid, 600);
-	store_shared_free(sh);
-	free(cfg);
+	assert_int_equal(hammer_run(1, 5000, &prepaid), 1000);
+	assert_int_equal(prepaid, 600);
 }
 
 static void
