@@ -71,7 +71,8 @@ class AuthBase(MxTestCase):
     relay_domains example.test), plain (relay, tls none).
     """
 
-    def start(self, users=None, auth=None, limits=None, backend=None, server=None, sink=None, redis=None):
+    def start(self, users=None, auth=None, limits=None, backend=None, server=None, sink=None, redis=None,
+              on_failure=None):
         self.sink = sink or start_mxsink(self)
         self.users_path = write_users(self, users or HASHES)
         ports = {n: free_port() for n in ("sub", "smtps", "mx", "plain")}
@@ -94,7 +95,7 @@ class AuthBase(MxTestCase):
         if limits:
             cfg["limits"] = limits
         if redis:
-            cfg["redis"] = redis_section(redis)
+            cfg["redis"] = redis_section(redis, **({"on_failure": on_failure} if on_failure else {}))
         self.gate = start_mxgate(self, cfg)
         for p in ports.values():
             wait_until(lambda: port_open(p), 10, what="listener %d" % p)
@@ -537,6 +538,25 @@ class AuthConfigured(AuthBase):
         time.sleep(0.35)
         align_window(window, redis=redis is not None)
         self.login(self.session("sub", source="127.0.0.4"), "alice")
+
+    def test_cut_off_check_with_redis_down(self):
+        """The failure window cannot be read (Redis stopped): on_failure = tempfail gives 454 4.7.0 with
+        no password check and the session goes on; on_failure = allow checks the password as usual."""
+        redis = start_redis(self)
+        for mode in ("tempfail", "allow"):
+            if mode == "allow":
+                redis.start()
+            self.start(limits={"auth_failure_rate": "2/1m"}, redis=redis, on_failure=mode)
+            c = self.session("sub", source="127.0.0.6")
+            redis.stop()
+            if mode == "tempfail":
+                r = self.login(c, "alice", expect=454)
+                self.assertEqual(enhanced(r), "4.7.0", r)
+                self.assertIsNone(re.search(rb"client=127\.0\.0\.6:\d+ auth=alice", self.gate.log()))
+                self.assertEqual(c.cmd("NOOP").code, 250, "the session goes on")
+            else:
+                self.login(c, "alice")
+            self.gate.proc.stop()
 
     def test_cut_off_holds_across_connections(self):
         self.check_cut_off_holds()

@@ -408,28 +408,26 @@ class LimitsCases(LimitsMixin):
                 break
         return accepted
 
-    def test_recipient_rate_one_per_message(self):
-        """One recipient per message: each rides on its MAIL's prepaid unit; exactly 3 of 3/2s."""
-        gate = self.gate({"recipient_rate": "3/2s"})
+    def check_recipient_rate(self, limit, per_msg, tag, sizes):
+        """recipient_rate = limit/2s, per_msg recipients a message: exactly limit recipients in each
+        of two windows; the stored messages have the recipient counts in sizes."""
+        gate = self.gate({"recipient_rate": "%d/2s" % limit})
         c = self.session(gate)
         for rnd in range(2):
             self.next_window(2)
-            got = self.rcpt_window_run(c, 1, 3, "one%d" % rnd)
-            self.assertEqual(len(got), 3, "round %d: %r" % (rnd, got))
-        msgs = self.sink.assert_stored(self, 6, settle=0.1)
-        self.assertEqual(sorted(len(m["rcpts"]) for m in msgs), [1] * 6)
-        self.quit(c)
+            got = self.rcpt_window_run(c, per_msg, limit, "%s%d" % (tag, rnd))
+            self.assertEqual(len(got), limit, "round %d: %r" % (rnd, got))
+        msgs = self.sink.assert_stored(self, len(sizes), settle=0.1)
+        self.assertEqual(sorted(len(m["rcpts"]) for m in msgs), sizes)
+        return gate, c
+
+    def test_recipient_rate_one_per_message(self):
+        """One recipient per message: each rides on its MAIL's prepaid unit; exactly 3 of 3/2s."""
+        self.quit(self.check_recipient_rate(3, 1, "one", [1] * 6)[1])
 
     def test_recipient_rate_several_per_message(self):
         """Two recipients per message against 5/2s: 2 + 2 + 1, then refused; exact again next window."""
-        gate = self.gate({"recipient_rate": "5/2s"})
-        c = self.session(gate)
-        for rnd in range(2):
-            self.next_window(2)
-            got = self.rcpt_window_run(c, 2, 5, "two%d" % rnd)
-            self.assertEqual(len(got), 5, "round %d: %r" % (rnd, got))
-        msgs = self.sink.assert_stored(self, 6, settle=0.1)
-        self.assertEqual(sorted(len(m["rcpts"]) for m in msgs), [1, 1, 2, 2, 2, 2])
+        gate, c = self.check_recipient_rate(5, 2, "two", [1, 1, 2, 2, 2, 2])
         # another client is counted apart, prepaid recipient and all
         e = self.session(gate, B)
         self.assertEqual(self.message(e, rcpts=("x@example.test", "y@example.test")).code, 250)

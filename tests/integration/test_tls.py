@@ -94,6 +94,15 @@ class TlsBase(MxTestCase):
             self.assertEqual(r.code, 250, r)
         return c
 
+    def clear_session(self, port=None):
+        """A session on a STARTTLS (or tls = none) listener, greeted and EHLO'd in clear."""
+        c = TlsSMTP(port or self.port, test=self)
+        g = c.greeting()
+        self.assertEqual(g.code, 220, g)
+        r = c.ehlo()
+        self.assertEqual(r.code, 250, r)
+        return c
+
     def transaction(self, c, subject, rcpt=TO):
         msg = body_for(subject)
         r = self.send_message(c, FROM, [rcpt], dot_stuff(msg))
@@ -156,9 +165,7 @@ class StartTlsDialog(TlsBase):
         self.assertNotIn("STARTTLS", ehlo_keywords(i.ehlo()))
 
     def test_starttls_replies(self):
-        c = TlsSMTP(self.port, test=self)
-        c.greeting()
-        c.ehlo()
+        c = self.clear_session()
         r = c.cmd("STARTTLS now")
         self.assertEqual(r.code, 501, r)
         r = c.cmd("STARTTLS")
@@ -177,18 +184,14 @@ class StartTlsDialog(TlsBase):
         self.assert_tls_delivery("after starttls errors", msg)
 
     def test_starttls_on_tls_none_listener(self):
-        c = TlsSMTP(self.plain_port, test=self)
-        c.greeting()
-        c.ehlo()
+        c = self.clear_session(self.plain_port)
         r = c.cmd("STARTTLS")
         self.assertEqual(r.code, 502, r)
         self.assertEqual(enhanced(r), "5.5.1", r)
         self.assertEqual(c.cmd("NOOP").code, 250, "the session goes on in clear")
 
     def test_starttls_forgets_the_clear_session(self):
-        c = TlsSMTP(self.port, test=self)
-        c.greeting()
-        c.ehlo()
+        c = self.clear_session()
         self.assertEqual(c.cmd("MAIL FROM:<%s>" % FROM).code, 250)
         self.assertEqual(c.cmd("RCPT TO:<%s>" % TO).code, 250)
         self.assertEqual(c.cmd("STARTTLS").raw, READY)
@@ -203,9 +206,7 @@ class StartTlsDialog(TlsBase):
 
     def test_injection_probe_not_answered(self):
         """CVE-2011-0411: plaintext after STARTTLS in the same write never runs."""
-        c = TlsSMTP(self.port, test=self)
-        c.greeting()
-        c.ehlo()
+        c = self.clear_session()
         c.send(b"STARTTLS\r\nRSET\r\n")
         r = c.reply()
         self.assertEqual(r.raw, READY)
@@ -217,9 +218,7 @@ class StartTlsDialog(TlsBase):
         self.assertEqual(c.pending(0.3), b"", "extra replies under TLS")
         wait_log(self.gate, rb"discarded 6 bytes sent after STARTTLS")
         # a MAIL smuggled the same way is not run either
-        c2 = TlsSMTP(self.port, test=self)
-        c2.greeting()
-        c2.ehlo()
+        c2 = self.clear_session()
         c2.send(b"STARTTLS\r\nMAIL FROM:<evil@example.test>\r\n")
         self.assertEqual(c2.reply().raw, READY)
         c2.handshake(client_context())
@@ -470,9 +469,7 @@ class TlsConfigured(TlsBase):
 
     def test_require_tls(self):
         self.start(listener={"require_tls": "yes"}, imp_listener={"require_tls": "yes"})
-        c = TlsSMTP(self.port, test=self)
-        c.greeting()
-        c.ehlo()
+        c = self.clear_session()
         r = c.cmd("MAIL FROM:<%s>" % FROM)
         self.assertEqual(r.code, 530, r)
         self.assertEqual(enhanced(r), "5.7.0", r)
@@ -487,9 +484,7 @@ class TlsConfigured(TlsBase):
         msg, _ = self.transaction(i, "require_tls implicit")
         self.assert_tls_delivery("require_tls implicit", msg)
         # other listeners are not affected
-        p = TlsSMTP(self.plain_port, test=self)
-        p.greeting()
-        p.ehlo()
+        p = self.clear_session(self.plain_port)
         self.assertEqual(p.cmd("MAIL FROM:<%s>" % FROM).code, 250)
 
 
@@ -706,9 +701,7 @@ class BrokenHandshakes(TlsBase):
         t0 = time.monotonic()
         imp = TlsSMTP(self.imp_port, test=self)
         imp.send(PARTIAL_CLIENT_HELLO)
-        st = TlsSMTP(self.port, test=self)
-        st.greeting()
-        st.ehlo()
+        st = self.clear_session()
         self.assertEqual(st.cmd("STARTTLS").raw, READY)
         st.send(PARTIAL_CLIENT_HELLO[:9])
         silent = TlsSMTP(self.imp_port, test=self)  # connects, sends nothing at all
@@ -735,9 +728,7 @@ class BrokenHandshakes(TlsBase):
     def test_garbage_instead_of_client_hello(self):
         self.start()  # timeout_command 5m: a drop is at once or never
         before = self.implicit_session()
-        st = TlsSMTP(self.port, test=self)
-        st.greeting()
-        st.ehlo()
+        st = self.clear_session()
         self.assertEqual(st.cmd("STARTTLS").raw, READY)
         t0 = time.monotonic()
         st.send(b"EHLO this.is.not.tls\r\nMAIL FROM:<x@example.test>\r\n")
