@@ -690,6 +690,21 @@ def section_idle(res, n=10000):
     stop("mxsink-4")
 
 
+def tls_conf(listeners, crt, key):
+    """Config text for TLS listeners ({name: (port, "starttls" | "implicit")}) and the [tls] section."""
+    text = ""
+    for name, (port, mode) in listeners.items():
+        text += "\n[listener %s]\nlisten = 127.0.0.1:%d\ntls = %s\nrelay_domains = *\n" % (name, port, mode)
+    return text + "\n[tls]\ncertificate = %s\nkey = %s\n" % (crt, key)
+
+
+def tls_listening(gate, listeners):
+    """Raises SystemExit unless every TLS listener of gate (see tls_conf) accepts connections."""
+    for name, (port, mode) in listeners.items():
+        if not port_open(port):
+            raise SystemExit("bench: %s does not listen on its %s port %d" % (gate, name, port))
+
+
 IDLE_TLS_CONNS = 1000
 
 
@@ -700,18 +715,11 @@ def idle_tls(out, sport, n=IDLE_TLS_CONNS):
     one after the other, with Python's ssl."""
     crt, key = tls_test_cert(os.path.join(OUT, "tls"))
     gport = free_port()
-    extra = """
-[listener idle]
-listen = 127.0.0.1:%d
-tls = implicit
-relay_domains = *
-
-[tls]
-certificate = %s
-key = %s
-""" % (gport, crt, key)
+    listeners = {"idle": (gport, "implicit")}
     pport = free_port()
-    start("mxgate-idle-tls", [MXGATE, "-c", mxgate_conf("mxgate-idle-tls", pport, sport, "auto", extra)], pport)
+    start("mxgate-idle-tls", [MXGATE, "-c", mxgate_conf("mxgate-idle-tls", pport, sport, "auto",
+                                                        tls_conf(listeners, crt, key))], pport)
+    tls_listening("mxgate-idle-tls", listeners)
     gpid = procs["mxgate-idle-tls"].pid
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
@@ -1043,26 +1051,11 @@ def tls_measure(mxgate, tlsbench, tag, hs_modes, sizes):
     start(sink, [MXSINK, "--listen", "127.0.0.1:%d" % sink_port, "--quiet"], sink_port)
     sink_pid = procs[sink].pid
     ports = {"plain": free_port(), "starttls": free_port(), "implicit": free_port()}
-    extra = """
-[listener starttls]
-listen = 127.0.0.1:%d
-tls = starttls
-relay_domains = *
-
-[listener implicit]
-listen = 127.0.0.1:%d
-tls = implicit
-relay_domains = *
-
-[tls]
-certificate = %s
-key = %s
-""" % (ports["starttls"], ports["implicit"], crt, key)
-    start(gate, [mxgate, "-c", mxgate_conf(gate, ports["plain"], sink_port, 1, extra)], ports["plain"])
+    listeners = {"starttls": (ports["starttls"], "starttls"), "implicit": (ports["implicit"], "implicit")}
+    start(gate, [mxgate, "-c", mxgate_conf(gate, ports["plain"], sink_port, 1, tls_conf(listeners, crt, key))],
+          ports["plain"])
     gpid = procs[gate].pid
-    for name in ("starttls", "implicit"):
-        if not port_open(ports[name]):
-            raise SystemExit("bench: %s does not listen on its %s port %d" % (gate, name, ports[name]))
+    tls_listening(gate, listeners)
     log("TLS: %s" % out["mxgate_version"])
 
     # 1. Handshakes: one message per connection, so each connection is one handshake.
