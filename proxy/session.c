@@ -710,13 +710,14 @@ forward_client(struct session *s, struct blink *l)
 	char line[SMTP_LINE_MAX];
 	const char *verb;
 	unsigned attrs;
-	int n;
+	int n, xclient = 0;
 
 	if (l->pool->forward == CFG_FORWARD_XFORWARD && (l->caps & BCAP_XFORWARD)) {
 		verb = "XFORWARD";
 		attrs = l->xforward_attrs;
 	} else if (l->pool->forward == CFG_FORWARD_XCLIENT && (l->caps & BCAP_XCLIENT)) {
 		verb = "XCLIENT";
+		xclient = 1;
 		attrs = l->xclient_attrs;
 		/* Postfix's XCLIENT takes SMTP or ESMTP only (501 for ESMTPSA). */
 		fi.proto = s->esmtp ? "ESMTP" : "SMTP";
@@ -732,14 +733,14 @@ forward_client(struct session *s, struct blink *l)
 	if (n <= 0) {
 		log_warn("conn=%s backend=%s %s line does not fit in 512 octets", s->id,
 			 l->pool->name, verb);
-		if (verb[1] == 'F')
+		if (!xclient)
 			return 0;	/* XFORWARD only informs the backend's logs */
 		blink_abort(l);
 		s->tx.link = NULL;
 		mail_backend_done(s, 0, NULL, 0, "451 4.4.1 Error: cannot pass the client's identity to the backend");
 		return -1;
 	}
-	if (verb[1] == 'C')
+	if (xclient)
 		l->no_reuse = 1;
 	blink_command(l, line, (size_t)n, on_forward_reply, s, 0);
 	return 1;
