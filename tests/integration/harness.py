@@ -761,6 +761,14 @@ class ThreadedBackend:
                 except OSError:
                     pass
 
+    @staticmethod
+    def recv(sock):
+        """The next bytes from sock; None after its timeout with nothing (check self.stop), b"" at EOF."""
+        try:
+            return sock.recv(65536)
+        except (socket.timeout, TimeoutError):
+            return None
+
     def accept_loop(self):
         while not self.stop.is_set():
             try:

@@ -5,7 +5,6 @@ weighted round-robin split.
 """
 
 import smtplib
-import socket
 import threading
 import time
 import unittest
@@ -54,9 +53,8 @@ class FakeBackend(ThreadedBackend):
             data_seen = 0
             tail = b""
             while not self.stop.is_set():
-                try:
-                    chunk = s.recv(65536)
-                except (socket.timeout, TimeoutError):
+                chunk = self.recv(s)
+                if chunk is None:
                     continue
                 if not chunk:
                     return

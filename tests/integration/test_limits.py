@@ -95,9 +95,8 @@ class RecordingBackend(ThreadedBackend):
                     else:  # RCPT RSET NOOP
                         s.sendall(b"250 2.0.0 ok\r\n")
                     continue
-                try:
-                    chunk = s.recv(65536)
-                except (socket.timeout, TimeoutError):
+                chunk = self.recv(s)
+                if chunk is None:
                     continue
                 if not chunk:
                     return
