@@ -73,6 +73,151 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+/* JSON string body of src[0..n): quotes, backslashes and control bytes escaped; cut short rather than overflow. */
+static size_t
+json_escape(char *dst, size_t dstlen, const char *src, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t j = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		size_t w = (ch == '"' || ch == '\\') ? 2 : ch < 0x20 ? 6 : 1;
+
+		if (j + w >= dstlen)
+			break;
+		if (ch == '"' || ch == '\\') {
+			dst[j++] = '\\';
+			dst[j++] = (char)ch;
+		} else if (ch < 0x20) {
+			memcpy(dst + j, "\\u00", 4);
+			dst[j + 4] = hex[ch >> 4];
+			dst[j + 5] = hex[ch & 15];
+			j += 6;
+		} else {
+			dst[j++] = (char)ch;
+		}
+	}
+	if (dstlen)
+		dst[j] = '\0';
+	return j;
+}
+
+static size_t
+json_escaped_len(const char *src, size_t n)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)src[i];
+		len += (ch == '"' || ch == '\\') ? 2 : ch < 0x20 ? 6 : 1;
+	}
+	return len;
+}
+
+static int
+json_reserved(const char *k, size_t n)
+{
+	static const char *const names[] = { "ts", "level", "msg", "event" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strlen(names[i]) == n && memcmp(names[i], k, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* A plain decimal that JSON reads as the same integer. */
+static int
+json_number(const char *v, size_t n)
+{
+	if (n == 0 || n > 15 || (n > 1 && v[0] == '0'))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < '0' || v[i] > '9')
+			return 0;
+	return 1;
+}
+
+size_t
+log_kv_json(char *out, size_t outlen, const char *msg)
+{
+	const char *p = msg;
+	size_t j = 0;
+	int first = 1;
+
+	if (outlen == 0)
+		return 0;
+	out[0] = '\0';
+	while (*p) {
+		const char *k, *v, *e;
+		size_t kn, vn, need;
+		int quoted = 0, num;
+
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		k = p;
+		while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+			p++;
+		kn = (size_t)(p - k);
+		if (*p != '=' || kn == 0 || k[0] < 'a') {
+			/* A bare word: the first one names the event; the rest stay in msg only. */
+			while (*p && *p != ' ')
+				p++;
+			if (first && *p == ' ' && p == k + kn && kn > 0 && k[0] >= 'a') {
+				need = (size_t)snprintf(out + j, outlen - j, ",\"event\":\"%.*s\"", (int)kn, k);
+				if (need >= outlen - j)
+					break;
+				j += need;
+			}
+			first = 0;
+			continue;
+		}
+		first = 0;
+		v = ++p;
+		if (*v == '"') {
+			/* key="text": to the closing quote (log_escape leaves none inside) */
+			quoted = 1;
+			v++;
+			e = strchr(v, '"');
+			if (e == NULL)
+				e = v + strlen(v);
+			p = *e ? e + 1 : e;
+		} else if (*v == '<') {
+			/* key=<address>: to the '>', which may follow a space */
+			e = strchr(v, '>');
+			e = e ? e + 1 : v + strlen(v);
+			while (*e && *e != ' ')
+				e++;
+			p = e;
+		} else {
+			e = v;
+			while (*e && *e != ' ')
+				e++;
+			p = e;
+		}
+		vn = (size_t)(e - v);
+		if (json_reserved(k, kn))
+			continue;
+		num = !quoted && json_number(v, vn);
+		need = kn + 4 + (num ? vn : 2 + json_escaped_len(v, vn));
+		if (j + need >= outlen)
+			break;
+		j += (size_t)snprintf(out + j, outlen - j, ",\"%.*s\":", (int)kn, k);
+		if (num) {
+			memcpy(out + j, v, vn);
+			j += vn;
+		} else {
+			out[j++] = '"';
+			j += json_escape(out + j, outlen - j, v, vn);
+			out[j++] = '"';
+		}
+		out[j] = '\0';
+	}
+	return j;
+}
+
 void
 log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 {
@@ -92,26 +237,14 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	if (log_json) {
-		char esc[3800];
-		size_t j = 0;
+		char fields[3000], esc[3800];
 
-		/* The message is key=value text; JSON mode wraps it as one string. */
-		for (size_t i = 0; msg[i] && j + 7 < sizeof(esc); i++) {
-			unsigned char ch = (unsigned char)msg[i];
-			if (ch == '"' || ch == '\\') {
-				esc[j++] = '\\';
-				esc[j++] = (char)ch;
-			} else if (ch < 0x20) {
-				j += (size_t)snprintf(esc + j, sizeof(esc) - j, "\\u%04x", ch);
-			} else {
-				esc[j++] = (char)ch;
-			}
-		}
-		esc[j] = '\0';
+		log_kv_json(fields, sizeof(fields), msg);
+		json_escape(esc, sizeof(esc), msg, strlen(msg));
 		n = snprintf(line, sizeof(line),
-			     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"}\n",
+			     "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\"%s,\"msg\":\"%s\"}\n",
 			     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-			     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_names[lvl], esc);
+			     tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, level_names[lvl], fields, esc);
 	} else {
 		n = snprintf(line, sizeof(line),
 			     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s\n",

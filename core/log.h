@@ -1,12 +1,13 @@
 /*
  * log.h - one line per event to stderr, syslog or a file, as text or
- * JSON-ish key=value. Thread safe: each line is formatted into a local
+ * JSON (one object per line, the message's key=value pairs as fields). Thread safe: each line is formatted into a local
  * buffer and written with one write(2), so lines never interleave.
  */
 #ifndef CORE_LOG_H
 #define CORE_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 enum log_level { LOG_LVL_ERROR = 0, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
@@ -26,6 +27,15 @@ void log_vmsg(enum log_level lvl, const char *fmt, va_list ap);
 #define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...)  do { if (log_get_level() >= LOG_LVL_INFO) log_msg(LOG_LVL_INFO, __VA_ARGS__); } while (0)
 #define log_debug(...) do { if (log_get_level() >= LOG_LVL_DEBUG) log_msg(LOG_LVL_DEBUG, __VA_ARGS__); } while (0)
+
+/*
+ * The key=value pairs of a log message as JSON members, each written as
+ * ,"key":value (a leading bare word as ,"event":"word"; plain decimals
+ * as numbers; key="text" and key=<addr> whole). Keys ts, level, msg and
+ * event are left out. Pure; cuts short rather than overflow out.
+ * Returns the length written.
+ */
+size_t log_kv_json(char *out, size_t outlen, const char *msg);
 
 /* Start-up failures only: log and exit(1). */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
