@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -73,6 +74,10 @@ SMTP_SOURCE = postfix_tool("smtp-source")
 SIZES = [("1 KB", 1024, "1k"), ("100 KB", 100 * 1024, "100k"), ("1 MB", MiB, "1M")]
 CONNS = [1, 10, 100]
 DURATION = {1024: 4.0, 100 * 1024: 4.0, MiB: 6.0}   # seconds per measured cell
+# Section 1 splits each cell's time into rounds, every target once per
+# round in a rotated order, so a slow spell of this shared VM hits the
+# targets alike; figures are medians over the rounds.
+PROXY_ROUNDS = 3
 WARMUP = 0.5                                          # seconds, same parameters
 HARD_DEADLINE = time.monotonic() + 20 * 60            # whole run, whatever happens
 
@@ -339,6 +344,39 @@ def mxload_cell(what, port, conns, size, size_arg, per_conn, sink, proxy_pid=Non
     return r
 
 
+def merge_rounds(runs):
+    """One target's rounds of a cell as one result: CPU and wall summed
+    (for the where-the-CPU-went table), msgs/s, MB/s and CPU per message
+    the medians of the rounds; "rounds" keeps each round."""
+    r = {"what": runs[0]["what"].rsplit(" r", 1)[0], "conns": runs[0]["conns"], "size": runs[0]["size"],
+         "per_connection": runs[0]["per_connection"], "ok": all(x.get("ok") for x in runs),
+         "rounds": runs}
+    for k in ("wall_s", "loader_cpu_s", "proxy_cpu_s", "sink_cpu_s", "other_cpu_s", "machine_busy_s"):
+        v = [x[k] for x in runs if x.get(k) is not None]
+        if v:
+            r[k] = round(sum(v), 3)
+    for k in ("msgs_per_s", "mb_per_s", "proxy_cpu_ms_per_msg"):
+        v = [x[k] for x in runs if x.get(k) is not None]
+        if v:
+            r[k] = statistics.median(v)
+    r["accepted"] = sum(x.get("accepted") or 0 for x in runs)
+    return r
+
+
+def round_ratio(a, b, key="proxy_cpu_ms_per_msg"):
+    """Median (and range) of a/b over rounds run side by side: the round
+    pairing cancels most of the machine's slow and fast spells."""
+    if not a or not b:
+        return "-"
+    v = [x[key] / y[key] for x, y in zip(a.get("rounds", [a]), b.get("rounds", [b]))
+         if x.get(key) and y.get(key)]
+    if not v:
+        return "-"
+    if len(v) == 1:
+        return "%.2f" % v[0]
+    return "%.2f (%.2f-%.2f)" % (statistics.median(v), min(v), max(v))
+
+
 def sink_totals(name):
     """Stop an mxsink and parse its totals line (after SIGTERM it prints them)."""
     p = procs.get(name)
@@ -439,14 +477,19 @@ def section_proxies(res):
     cells = []
     for (label, size, size_arg), conns, per_conn in grid:
         row = {"size_label": label, "size": size, "conns": conns, "per_connection": per_conn}
-        # Side by side: the modes of one cell run back to back.
-        for mode, port, ppid in targets:
-            what = "%s %s x%d%s" % (mode, label, conns, " 1/conn" if per_conn else "")
-            row[mode] = mxload_cell(what, port, conns, size, size_arg, per_conn, "mxsink",
-                                    proxy_pid=ppid, sink_pid=sink_pid)
+        runs = {mode: [] for mode, _, _ in targets}
+        secs = DURATION[size] * SCALE / PROXY_ROUNDS
+        for rnd in range(PROXY_ROUNDS):
+            k = rnd % len(targets)
+            for mode, port, ppid in targets[k:] + targets[:k]:
+                what = "%s %s x%d%s r%d" % (mode, label, conns, " 1/conn" if per_conn else "", rnd + 1)
+                runs[mode].append(mxload_cell(what, port, conns, size, size_arg, per_conn, "mxsink",
+                                              proxy_pid=ppid, sink_pid=sink_pid, seconds=secs))
+        for mode in runs:
+            row[mode] = merge_rounds(runs[mode])
         cells.append(row)
     res["proxies"] = {"cells": cells, "modes": [t[0] for t in targets],
-                      "clk_tck": CLK_TCK}
+                      "clk_tck": CLK_TCK, "rounds": PROXY_ROUNDS}
     for name in ("mxgate", "mxgate-auto", "haproxy"):
         p = procs.get(name)
         if p is not None and p.poll() is not None:
@@ -1157,8 +1200,8 @@ def ratio(a, b):
 
 def foreign(row, modes):
     """Most CPU (cores) used by other processes during any run of the row."""
-    v = [(row[m].get("other_cpu_s") or 0) / row[m]["wall_s"] for m in modes
-         if row.get(m) and row[m].get("wall_s")]
+    runs = [x for m in modes if row.get(m) for x in row[m].get("rounds", [row[m]])]
+    v = [(x.get("other_cpu_s") or 0) / x["wall_s"] for x in runs if x.get("wall_s")]
     return "%.2f" % max(v) if v else "-"
 
 
@@ -1187,14 +1230,19 @@ def report(res):
         L.append("## 1. Direct vs through mxgate vs through haproxy (mxload -> [proxy] -> mxsink)")
         L.append("")
         L.append("mxgate: `workers = 1`, `log_level = warn`; haproxy: TCP mode, `nbthread 1`, `no log`. "
-                 "mxload: one thread, no PIPELINING, %s s per cell (1 MB: %s s) after a %.1f s warm-up. "
+                 "mxload: one thread, no PIPELINING. Each cell runs in %d rounds, every target once "
+                 "per round in a rotated order, %s s per run (1 MB: %s s) after a %.1f s warm-up; "
+                 "msgs/s, MB/s and CPU ms/msg are the medians of the rounds, and mxgate/haproxy CPU "
+                 "is the median of the per-round ratios, with their range in brackets (a round's two "
+                 "runs are seconds apart, so the pairing cancels most of the machine's slow spells). "
                  "MB/s are MiB/s of message bytes. CPU = utime+stime of the whole proxy process "
                  "(/proc/PID/stat, CLK_TCK %d) over the run / messages accepted. "
                  "\"msgs/conn\": many = all messages over the same connections; 1 = a new client "
                  "connection per message. \"foreign CPU\": the most CPU (in cores) that processes other than "
                  "mxload, the proxy and mxsink used during any run of the row: high values mean the "
-                 "row was measured on a busy machine." % (f(DURATION[1024] * SCALE), f(DURATION[MiB] * SCALE),
-                                              WARMUP, CLK_TCK))
+                 "row was measured on a busy machine." % (
+                     P.get("rounds", 1), f(DURATION[1024] * SCALE / P.get("rounds", 1), 2),
+                     f(DURATION[MiB] * SCALE / P.get("rounds", 1), 2), WARMUP, CLK_TCK))
         L.append("")
         hdr = ["size", "conns", "msgs/conn", "direct msgs/s", "direct MB/s",
                "mxgate msgs/s", "mxgate MB/s", "mxgate/direct"]
@@ -1217,8 +1265,7 @@ def report(res):
                          ratio(h.get("msgs_per_s"), d.get("msgs_per_s"))]
             cols += [f(g.get("proxy_cpu_ms_per_msg"), "ms")]
             if has_h:
-                cols += [f(h.get("proxy_cpu_ms_per_msg"), "ms"),
-                         ratio(g.get("proxy_cpu_ms_per_msg"), h.get("proxy_cpu_ms_per_msg"))]
+                cols += [f(h.get("proxy_cpu_ms_per_msg"), "ms"), round_ratio(g, h)]
             cols += [foreign(row, [m for m in modes if m != "mxgate-auto"])]
             L.append("| " + " | ".join(cols) + " |")
             for m in modes:
@@ -1240,7 +1287,7 @@ def report(res):
                         ratio(a.get("msgs_per_s"), d.get("msgs_per_s")),
                         f(a.get("proxy_cpu_ms_per_msg"), "ms")]
                 if has_h:
-                    cols.append(ratio(a.get("proxy_cpu_ms_per_msg"), h.get("proxy_cpu_ms_per_msg")))
+                    cols.append(round_ratio(a, h))
                 L.append("| " + " | ".join(cols) + " |")
             L.append("")
         L.append("Where the CPU went (CPU-seconds per wall second of each measured run, %d CPUs in all): "
