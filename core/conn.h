@@ -119,10 +119,14 @@ void conn_close_after_send(struct conn *c);
  * layer and on_recv sees plaintext (bid -1); writes are encrypted at
  * conn_flush. Bytes queued before this call leave in clear, first (the
  * STARTTLS "220" reply). on_tls reports the handshake. ctx is a
- * struct tls_ctx; sni_host (clients) may be NULL. Returns 0 or -1.
+ * struct tls_ctx; sni_host (clients) may be NULL. Returns 0, -ENOMEM,
+ * -EPROTO when wolfSSL cannot make the session (its allocation or its
+ * random generator failed), or -EALREADY (TLS already, or closing).
  */
 struct tls_ctx;
 int conn_tls_start(struct conn *c, struct tls_ctx *ctx, int server, const char *sni_host);
+/* Why conn_tls_start failed, for logs: "out of memory", ... */
+const char *conn_tls_start_error(int rc);
 /* Ciphertext that arrived before conn_tls_start (after a PROXY header): read it first. */
 int conn_tls_push_input(struct conn *c, const void *p, size_t n);
 /* After a finished handshake: "TLSv1.3", the cipher, whether the session was resumed. */

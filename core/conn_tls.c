@@ -341,14 +341,14 @@ conn_tls_start(struct conn *c, struct tls_ctx *ctx, int server, const char *sni_
 	struct conn_tls *t;
 
 	if (c->tls || c->closing)
-		return -1;
+		return -EALREADY;
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
-		return -1;
+		return -ENOMEM;
 	t->ssl = wolfSSL_new(tls_ctx_native(ctx));
 	if (t->ssl == NULL) {
 		free(t);
-		return -1;
+		return -EPROTO;
 	}
 	wolfSSL_SSLSetIORecv(t->ssl, io_recv);
 	wolfSSL_SSLSetIOSend(t->ssl, io_send);
@@ -365,6 +365,21 @@ conn_tls_start(struct conn *c, struct tls_ctx *ctx, int server, const char *sni_
 	if (!server)
 		tls_schedule(c);
 	return 0;
+}
+
+const char *
+conn_tls_start_error(int rc)
+{
+	switch (rc) {
+	case -ENOMEM:
+		return "out of memory";
+	case -EPROTO:
+		return "wolfSSL_new failed: no memory or no random bytes";
+	case -EALREADY:
+		return "connection already under TLS or closing";
+	default:
+		return "unknown error";
+	}
 }
 
 int

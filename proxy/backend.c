@@ -352,6 +352,7 @@ blink_dispatch(struct blink *l, int code)
 	blink_reply_fn *fn;
 	void *owner;
 	char line[300];
+	int rc;
 
 	switch (l->state) {
 	case BL_GREETING:
@@ -394,8 +395,10 @@ blink_dispatch(struct blink *l, int code)
 		/* Whatever followed the 220 in clear is dropped: only the handshake may come next. */
 		l->reply_len = l->line_start = 0;
 		l->state = BL_HANDSHAKE;
-		if (conn_tls_start(&l->conn, l->pool->tls, 0, NULL) < 0) {
-			blink_setup_failed(l, "cannot start TLS (out of memory)");
+		rc = conn_tls_start(&l->conn, l->pool->tls, 0, NULL);
+		if (rc < 0) {
+			snprintf(line, sizeof(line), "cannot start TLS (%s)", conn_tls_start_error(rc));
+			blink_setup_failed(l, line);
 			return -1;
 		}
 		return -1;

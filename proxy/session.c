@@ -1027,6 +1027,8 @@ cmd_not_implemented(struct session *s, const struct smtp_cmd *cmd)
 static void
 cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 {
+	int rc;
+
 	if (s->lst->tls != CFG_TLS_STARTTLS) {
 		session_reply_error(s, "502 5.5.1 Error: command not implemented");
 		return;
@@ -1041,8 +1043,9 @@ cmd_starttls(struct session *s, const struct smtp_cmd *cmd)
 	}
 	txn_end(s, LINK_DIRTY);
 	session_reply(s, "220 2.0.0 Ready to start TLS");
-	if (conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL) < 0) {
-		log_error("conn=%s cannot start TLS (out of memory)", s->id);
+	rc = conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL);
+	if (rc < 0) {
+		log_error("conn=%s cannot start TLS (%s)", s->id, conn_tls_start_error(rc));
 		session_close(s, "tls setup failed");
 		return;
 	}
@@ -1427,9 +1430,12 @@ session_connected(struct session *s)
 {
 	if (s->lst->tls == CFG_TLS_IMPLICIT && !s->tls) {
 		/* RFC 8314: the handshake comes first; a PROXY header's leftovers are its start. */
-		if (conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL) < 0 ||
-		    (s->in_len && conn_tls_push_input(&s->conn, s->in, s->in_len) < 0)) {
-			log_error("conn=%s cannot start TLS (out of memory)", s->id);
+		int rc = conn_tls_start(&s->conn, assets_of(s->cfg)->server, 1, NULL);
+
+		if (rc == 0 && s->in_len && conn_tls_push_input(&s->conn, s->in, s->in_len) < 0)
+			rc = -ENOMEM;
+		if (rc < 0) {
+			log_error("conn=%s cannot start TLS (%s)", s->id, conn_tls_start_error(rc));
 			s->phase = PH_CMD;
 			session_close(s, "tls setup failed");
 			return;

@@ -252,6 +252,11 @@ test_clear_text_first(void **state)
 	assert_true(run_until(both_ready));
 	assert_int_equal(srv.tls_result, 0);
 	assert_int_equal(cli.tls_result, 0);
+	/* A second start is refused, and says why. */
+	assert_int_equal(conn_tls_start(&srv.conn, sc, 1, NULL), -EALREADY);
+	assert_string_equal(conn_tls_start_error(-EALREADY), "connection already under TLS or closing");
+	assert_string_equal(conn_tls_start_error(-ENOMEM), "out of memory");
+	assert_non_null(strstr(conn_tls_start_error(-EPROTO), "wolfSSL_new"));
 	unpair();
 	tls_ctx_free(sc);
 	tls_ctx_free(cc);
