@@ -81,6 +81,14 @@ conn_unstarve(struct conn *c)
 	c->starved = 0;
 }
 
+/*
+ * One-shot receives, re-armed after each completion, on purpose: a
+ * multishot receive saves the re-arm per command but reads a flooding
+ * client ahead into the whole buffer pool before a pause can stop it
+ * (test_unread_replies_bounded caught +6 MB), in bulk it makes the sends
+ * to the backend larger (costlier under BBR's pacing here), and with the
+ * kernel's byte cap (6.16+) it measured no cheaper (2026-11-28).
+ */
 static void
 conn_arm_recv(struct conn *c)
 {
