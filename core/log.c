@@ -27,8 +27,9 @@ log_open(const char *target, const char *ident)
 	int fd;
 
 	if (target == NULL || strcmp(target, "stderr") == 0) {
+		/* A file opened before stays open (see below): one descriptor, never reused under a writer. */
 		log_syslog = 0;
-		log_fd = 2;
+		__atomic_store_n(&log_fd, 2, __ATOMIC_RELEASE);
 		return 0;
 	}
 	if (strcmp(target, "syslog") == 0) {
@@ -39,9 +40,24 @@ log_open(const char *target, const char *ident)
 	fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return -1;
-	if (log_fd > 2)
-		close(log_fd);
-	log_fd = fd;
+	/*
+	 * Reopening (SIGHUP after logrotate moved the file): workers write to
+	 * log_fd at any moment, so the number must never be closed, or a new
+	 * socket could get it and receive log lines; dup2 swaps the file
+	 * behind it in one step.
+	 */
+	if (__atomic_load_n(&log_fd, __ATOMIC_ACQUIRE) > 2) {
+		if (dup3(fd, log_fd, O_CLOEXEC) < 0) {
+			int e = errno;
+
+			close(fd);
+			errno = e;
+			return -1;
+		}
+		close(fd);
+	} else {
+		__atomic_store_n(&log_fd, fd, __ATOMIC_RELEASE);
+	}
 	log_syslog = 0;
 	return 0;
 }
@@ -258,7 +274,7 @@ log_vmsg(enum log_level lvl, const char *fmt, va_list ap)
 		line[n - 1] = '\n';
 	}
 	/* A failed log write has nowhere to be reported; ignore it. */
-	if (write(log_fd, line, (size_t)n) < 0)
+	if (write(__atomic_load_n(&log_fd, __ATOMIC_ACQUIRE), line, (size_t)n) < 0)
 		return;
 }
 

@@ -7,6 +7,7 @@ fields. Driven with smtplib through mxgate to mxsink.
 """
 
 import json
+import os
 import re
 import smtplib
 
@@ -16,10 +17,10 @@ BODY = b"Subject: log test" + CRLF + CRLF + b"hello" + CRLF
 
 
 class Logging(MxTestCase):
-    def start(self, fmt):
+    def start(self, fmt, **server):
         self.sink = start_mxsink(self)
-        self.gate = start_mxgate(self, gate_config(free_port(), [self.sink],
-                                                   server={"log_format": fmt}))
+        server["log_format"] = fmt
+        self.gate = start_mxgate(self, gate_config(free_port(), [self.sink], server=server))
 
     def send(self, rcpts=("b@example.test", "c@example.test")):
         s = smtplib.SMTP("127.0.0.1", self.gate.port, local_hostname="client.example.test",
@@ -112,3 +113,27 @@ class Logging(MxTestCase):
         self.assertEqual(txn[0]["from"], "<\\x22x\\x5c\\x22y z\\x22@example.test>")
         self.assertEqual(txn[0]["rcpts"], 1)
         self.assertEqual(txn[0]["status"], "sent")
+
+    def test_log_file_reopened_on_sighup(self):
+        """log = FILE: lines go to the file, and SIGHUP after the file was moved (logrotate) starts a new one."""
+        path = os.path.join(self.tmpdir, "mail.log")
+        self.start("text", log=path)
+
+        def txn_lines(p):
+            try:
+                with open(p, errors="replace") as f:
+                    return [l for l in f.read().splitlines() if " msg id=" in l]
+            except FileNotFoundError:
+                return []
+        self.send()
+        wait_until(lambda: len(txn_lines(path)) == 1, 10 * SCALE, what="first line in the log file")
+        os.rename(path, path + ".1")
+        self.gate.reload()
+        wait_until(lambda: os.path.exists(path), 10 * SCALE, what="the log file opened again")
+        self.sink.clear()
+        self.send()
+        wait_until(lambda: len(txn_lines(path)) == 1, 10 * SCALE, what="second line in the new file")
+        self.assertEqual(len(txn_lines(path + ".1")), 1)
+        self.assertNotEqual(txn_lines(path), txn_lines(path + ".1"))
+        # nothing of it on stderr
+        self.assertNotIn(b" msg id=", self.gate.log())
