@@ -89,6 +89,13 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+/* Bytes JSON needs for ch inside a string: \" and \\, \u00XX for control bytes. */
+static size_t
+json_width(unsigned char ch)
+{
+	return (ch == '"' || ch == '\\') ? 2 : ch < 0x20 ? 6 : 1;
+}
+
 /* JSON string body of src[0..n): quotes, backslashes and control bytes escaped; cut short rather than overflow. */
 static size_t
 json_escape(char *dst, size_t dstlen, const char *src, size_t n)
@@ -98,14 +105,14 @@ json_escape(char *dst, size_t dstlen, const char *src, size_t n)
 
 	for (size_t i = 0; i < n; i++) {
 		unsigned char ch = (unsigned char)src[i];
-		size_t w = (ch == '"' || ch == '\\') ? 2 : ch < 0x20 ? 6 : 1;
+		size_t w = json_width(ch);
 
 		if (j + w >= dstlen)
 			break;
-		if (ch == '"' || ch == '\\') {
+		if (w == 2) {
 			dst[j++] = '\\';
 			dst[j++] = (char)ch;
-		} else if (ch < 0x20) {
+		} else if (w == 6) {
 			memcpy(dst + j, "\\u00", 4);
 			dst[j + 4] = hex[ch >> 4];
 			dst[j + 5] = hex[ch & 15];
@@ -124,10 +131,8 @@ json_escaped_len(const char *src, size_t n)
 {
 	size_t len = 0;
 
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)src[i];
-		len += (ch == '"' || ch == '\\') ? 2 : ch < 0x20 ? 6 : 1;
-	}
+	for (size_t i = 0; i < n; i++)
+		len += json_width((unsigned char)src[i]);
 	return len;
 }
 
@@ -154,6 +159,12 @@ json_number(const char *v, size_t n)
 	return 1;
 }
 
+static int
+key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
 size_t
 log_kv_json(char *out, size_t outlen, const char *msg)
 {
@@ -167,21 +178,24 @@ log_kv_json(char *out, size_t outlen, const char *msg)
 	while (*p) {
 		const char *k, *v, *e;
 		size_t kn, vn, need;
-		int quoted = 0, num;
+		int named, quoted, num;
 
 		while (*p == ' ')
 			p++;
 		if (*p == '\0')
 			break;
 		k = p;
-		while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_')
+		while (key_char(*p))
 			p++;
 		kn = (size_t)(p - k);
-		if (*p != '=' || kn == 0 || k[0] < 'a') {
+		named = kn > 0 && k[0] >= 'a';	/* starts with a letter */
+		if (!named || *p != '=') {
 			/* A bare word: the first one names the event; the rest stay in msg only. */
+			int word = named && *p == ' ';
+
 			while (*p && *p != ' ')
 				p++;
-			if (first && *p == ' ' && p == k + kn && kn > 0 && k[0] >= 'a') {
+			if (first && word) {
 				need = (size_t)snprintf(out + j, outlen - j, ",\"event\":\"%.*s\"", (int)kn, k);
 				if (need >= outlen - j)
 					break;
@@ -192,23 +206,14 @@ log_kv_json(char *out, size_t outlen, const char *msg)
 		}
 		first = 0;
 		v = ++p;
-		if (*v == '"') {
+		quoted = *v == '"';
+		if (quoted) {
 			/* key="text": to the closing quote (log_escape leaves none inside) */
-			quoted = 1;
-			v++;
-			e = strchr(v, '"');
-			if (e == NULL)
-				e = v + strlen(v);
+			e = strchrnul(++v, '"');
 			p = *e ? e + 1 : e;
-		} else if (*v == '<') {
-			/* key=<address>: to the '>', which may follow a space */
-			e = strchr(v, '>');
-			e = e ? e + 1 : v + strlen(v);
-			while (*e && *e != ' ')
-				e++;
-			p = e;
 		} else {
-			e = v;
+			/* key=value, or key=<address> to its '>' (a space may come before it) */
+			e = *v == '<' ? strchrnul(v, '>') : v;
 			while (*e && *e != ' ')
 				e++;
 			p = e;

@@ -1,7 +1,8 @@
 /*
  * log.h - one line per event to stderr, syslog or a file, as text or
- * JSON (one object per line, the message's key=value pairs as fields). Thread safe: each line is formatted into a local
- * buffer and written with one write(2), so lines never interleave.
+ * JSON (one object per line, the message's key=value pairs as fields).
+ * Thread safe: each line is formatted into a local buffer and written
+ * with one write(2), so lines never interleave.
  */
 #ifndef CORE_LOG_H
 #define CORE_LOG_H
