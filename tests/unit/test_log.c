@@ -101,13 +101,13 @@ test_escaping(void **state)
 static void
 test_small_buffer(void **state)
 {
+	static const char msg[] = "msg id=ABCDEFGHIJ client=192.0.2.1 reply=\"a long reply text that cannot fit\"";
 	char out[64];
 	const char *m;
 	size_t n;
 
 	(void)state;
-	m = guard_copy(&g, "msg id=ABCDEFGHIJ client=192.0.2.1 reply=\"a long reply text that cannot fit\"",
-		      sizeof("msg id=ABCDEFGHIJ client=192.0.2.1 reply=\"a long reply text that cannot fit\""));
+	m = guard_copy(&g, msg, sizeof(msg));
 	memset(out, 'Z', sizeof(out));
 	n = log_kv_json(out, 48, m);
 	/* whole members only, NUL-terminated inside the 48 bytes, nothing written past them */
