@@ -37,7 +37,8 @@ static void
 apply_logging(const struct config *cfg)
 {
 	if (log_open(cfg->log, "mxgate") < 0)
-		log_error("cannot open log %s: %s (logging to stderr)", cfg->log, strerror(errno));
+		log_error("cannot open log %s: %s; lines go where they went before (at start: stderr)",
+			  cfg->log, strerror(errno));
 	log_set_level((enum log_level)cfg->log_level);
 	log_set_json(cfg->log_json);
 }

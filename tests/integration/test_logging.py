@@ -16,6 +16,15 @@ from harness import CRLF, MxTestCase, SCALE, start_mxgate, start_mxsink, gate_co
 BODY = b"Subject: log test" + CRLF + CRLF + b"hello" + CRLF
 
 
+def file_lines(path):
+    """The lines of a log file so far ([] before it exists)."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
 class Logging(MxTestCase):
     def start(self, fmt, **server):
         self.sink = start_mxsink(self)
@@ -31,8 +40,9 @@ class Logging(MxTestCase):
         self.sink.assert_stored(self, 1)
 
     def lines(self, pred):
-        # (a connection's line is written when it closes: wait for the one wanted)
-        """The gate's log lines, once pred(lines) holds (the conn line comes after QUIT)."""
+        """The gate's log lines, once pred(lines) holds: a connection's line is
+        written when it closes, and the harness's own probe of the port is a
+        connection too, so wait for the one wanted."""
         got = []
 
         def ready():
@@ -44,7 +54,7 @@ class Logging(MxTestCase):
     def test_text_lines(self):
         self.start("text")
         self.send()
-        lines = self.lines(lambda ls: any(" conn id=" in l for l in ls))
+        lines = self.lines(lambda ls: any(" helo=client.example.test " in l for l in ls))
         txn = [l for l in lines if " msg id=" in l]
         self.assertEqual(len(txn), 1, lines)
         m = re.search(r' msg id=(\S+) conn=(\S+) client=127\.0\.0\.1:\d+ from=<a@example\.test> rcpts=2 '
@@ -52,7 +62,6 @@ class Logging(MxTestCase):
         self.assertIsNotNone(m, txn[0])
         # the size counts the client's DATA octets, the final ".\r\n" included
         self.assertEqual(int(m.group(3)), len(BODY) + 3)
-        # (the harness's own probe of the port is a connection too)
         conn = [l for l in lines if " conn id=%s " % m.group(2) in l]
         self.assertEqual(len(conn), 1, lines)
         self.assertRegex(conn[0], r" conn id=\S+ client=127\.0\.0\.1:\d+ ")
@@ -120,11 +129,7 @@ class Logging(MxTestCase):
         self.start("text", log=path)
 
         def txn_lines(p):
-            try:
-                with open(p, errors="replace") as f:
-                    return [l for l in f.read().splitlines() if " msg id=" in l]
-            except FileNotFoundError:
-                return []
+            return [l for l in file_lines(p) if " msg id=" in l]
         self.send()
         wait_until(lambda: len(txn_lines(path)) == 1, 10 * SCALE, what="first line in the log file")
         os.rename(path, path + ".1")
@@ -137,3 +142,26 @@ class Logging(MxTestCase):
         self.assertNotEqual(txn_lines(path), txn_lines(path + ".1"))
         # nothing of it on stderr
         self.assertNotIn(b" msg id=", self.gate.log())
+
+    def test_log_file_that_cannot_be_opened(self):
+        """At start the lines stay on stderr; on SIGHUP they stay in the file already open. Both say why."""
+        path = os.path.join(self.tmpdir, "mail.log")
+        bad = os.path.join(self.tmpdir, "no-such-dir", "mail.log")
+        self.start("text", log=bad)
+        self.send()
+        lines = self.lines(lambda ls: any(" msg id=" in l for l in ls))
+        self.assertTrue(any("cannot open log %s" % bad in l for l in lines), lines)
+        # now a file that works, then one that does not: the working one keeps the lines
+        cfg = gate_config(self.gate.port, [self.sink], server={"log": path})
+        self.gate.write_config(cfg)
+        self.gate.reload()
+        wait_until(lambda: os.path.exists(path), 10 * SCALE, what="the log file")
+        cfg["server"]["log"] = bad
+        self.gate.write_config(cfg)
+        self.gate.reload()
+        wait_until(lambda: any("cannot open log" in l for l in file_lines(path)), 10 * SCALE,
+                   what="the reload's error in the open file")
+        self.sink.clear()
+        self.send()
+        wait_until(lambda: any(" msg id=" in l for l in file_lines(path)), 10 * SCALE,
+                   what="the next transaction in the open file")
