@@ -344,11 +344,11 @@ def mxload_cell(what, port, conns, size, size_arg, per_conn, sink, proxy_pid=Non
     return r
 
 
-def merge_rounds(runs):
+def merge_rounds(what, runs):
     """One target's rounds of a cell as one result: CPU and wall summed
     (for the where-the-CPU-went table), msgs/s, MB/s and CPU per message
     the medians of the rounds; "rounds" keeps each round."""
-    r = {"what": runs[0]["what"].rsplit(" r", 1)[0], "conns": runs[0]["conns"], "size": runs[0]["size"],
+    r = {"what": what, "conns": runs[0]["conns"], "size": runs[0]["size"],
          "per_connection": runs[0]["per_connection"], "ok": all(x.get("ok") for x in runs),
          "rounds": runs}
     for k in ("wall_s", "loader_cpu_s", "proxy_cpu_s", "sink_cpu_s", "other_cpu_s", "machine_busy_s"):
@@ -479,14 +479,16 @@ def section_proxies(res):
         row = {"size_label": label, "size": size, "conns": conns, "per_connection": per_conn}
         runs = {mode: [] for mode, _, _ in targets}
         secs = DURATION[size] * SCALE / PROXY_ROUNDS
+        name = {mode: "%s %s x%d%s" % (mode, label, conns, " 1/conn" if per_conn else "")
+                for mode, _, _ in targets}
         for rnd in range(PROXY_ROUNDS):
             k = rnd % len(targets)
             for mode, port, ppid in targets[k:] + targets[:k]:
-                what = "%s %s x%d%s r%d" % (mode, label, conns, " 1/conn" if per_conn else "", rnd + 1)
-                runs[mode].append(mxload_cell(what, port, conns, size, size_arg, per_conn, "mxsink",
-                                              proxy_pid=ppid, sink_pid=sink_pid, seconds=secs))
+                runs[mode].append(mxload_cell("%s r%d" % (name[mode], rnd + 1), port, conns, size,
+                                              size_arg, per_conn, "mxsink", proxy_pid=ppid,
+                                              sink_pid=sink_pid, seconds=secs))
         for mode in runs:
-            row[mode] = merge_rounds(runs[mode])
+            row[mode] = merge_rounds(name[mode], runs[mode])
         cells.append(row)
     res["proxies"] = {"cells": cells, "modes": [t[0] for t in targets],
                       "clk_tck": CLK_TCK, "rounds": PROXY_ROUNDS}
