@@ -15,6 +15,55 @@
 #include "log.h"
 
 #define CONN_CHUNK 4096
+/*
+ * Free chunks a ring keeps for the next reply or command: every reply
+ * and backend command takes one and gives it back when sent, several
+ * per message, and a list costs less than jemalloc's 4 KB class (2 us
+ * of 56 per 1 KB message in perf, 2026-11-28). Bounded: 256 KB a ring.
+ */
+#define CONN_CHUNKS_KEPT 64
+
+struct free_chunk {
+	struct free_chunk *next;
+};
+
+static char *
+chunk_get(struct ring *r)
+{
+	struct free_chunk *f = r->chunks;
+
+	if (f == NULL)
+		return malloc(CONN_CHUNK);
+	r->chunks = f->next;
+	r->nchunks--;
+	return (char *)f;
+}
+
+static void
+chunk_put(struct ring *r, char *p, uint32_t cap)
+{
+	struct free_chunk *f = (struct free_chunk *)p;
+
+	if (cap != CONN_CHUNK || r->nchunks >= CONN_CHUNKS_KEPT) {
+		free(p);
+		return;
+	}
+	f->next = r->chunks;
+	r->chunks = f;
+	r->nchunks++;
+}
+
+void
+conn_chunks_release(struct ring *r)
+{
+	while (r->chunks) {
+		struct free_chunk *f = r->chunks;
+
+		r->chunks = f->next;
+		free(f);
+	}
+	r->nchunks = 0;
+}
 
 static void conn_recv_done(struct ring_op *op, int res, uint32_t flags);
 static void conn_send_done(struct ring_op *op, int res, uint32_t flags);
@@ -32,6 +81,7 @@ conn_init(struct conn *c, struct ring *r, int fd, const struct conn_ops *ops, vo
 	c->recv_op.cb = conn_recv_done;
 	c->send_op.cb = conn_send_done;
 	c->connect_op.cb = conn_connect_done;
+	c->drained = 1;		/* a new socket: the peer has had no time to send */
 }
 
 int
@@ -108,6 +158,13 @@ conn_arm_recv(struct conn *c)
 		sqe->flags |= IOSQE_BUFFER_SELECT;
 		sqe->buf_group = PBUF_GROUP;
 	}
+	/*
+	 * After a receive that left the socket empty, asking now only fails
+	 * with EAGAIN before the kernel arms its poll: wait for data first.
+	 * At 1 KB a message took 15 receives, half of them such misses.
+	 */
+	if (c->drained && !c->ring->no_poll_first)
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 	ring_sqe_op(sqe, &c->recv_op);
 	c->recv_armed = 1;
 	c->inflight++;
@@ -179,6 +236,12 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 		conn_arm_recv(c);
 		return;
 	}
+	if (res == -EINVAL && c->drained && !c->ring->no_poll_first) {
+		/* A kernel before 5.19 has no POLL_FIRST: receive without it. */
+		c->ring->no_poll_first = 1;
+		conn_arm_recv(c);
+		return;
+	}
 	if (res <= 0) {
 		if (bid >= 0)
 			pbuf_unref(c->ring, bid);
@@ -187,6 +250,7 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 		return;
 	}
 	data = bid >= 0 ? pbuf_ptr(c->ring, bid) : c->rbuf;
+	c->drained = (uint32_t)res < (c->rbuf ? c->rbuf_size : c->ring->pbufs->size);
 	c->bytes_in += (uint64_t)res;
 	c->inflight++;
 	if (c->tls)
@@ -225,7 +289,7 @@ conn_seg_release(struct conn *c, struct conn_seg *s)
 	if (s->bid >= 0)
 		pbuf_unref(c->ring, s->bid);
 	else if (s->bid != CONN_SEG_REF)
-		free(s->chunk);
+		chunk_put(c->ring, s->chunk, s->cap);
 }
 
 int
@@ -260,7 +324,7 @@ conn_raw_write(struct conn *c, const void *p, size_t n)
 	if (s == NULL)
 		return -1;
 	s->cap = (uint32_t)(n > CONN_CHUNK ? n : CONN_CHUNK);
-	s->chunk = malloc(s->cap);
+	s->chunk = s->cap == CONN_CHUNK ? chunk_get(c->ring) : malloc(s->cap);
 	if (s->chunk == NULL) {
 		c->seg_count--;
 		return -1;
@@ -351,11 +415,16 @@ conn_send_now(struct conn *c)
 		c->iov[n].iov_len = s->len;
 		n++;
 	}
-	memset(&c->msg, 0, sizeof(c->msg));
-	c->msg.msg_iov = c->iov;
-	c->msg.msg_iovlen = n;
 	sqe = ring_sqe(c->ring);
-	io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	if (n == 1) {
+		/* A plain send skips sendmsg's header and iovec copies. */
+		io_uring_prep_send(sqe, c->fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+	} else {
+		memset(&c->msg, 0, sizeof(c->msg));
+		c->msg.msg_iov = c->iov;
+		c->msg.msg_iovlen = n;
+		io_uring_prep_sendmsg(sqe, c->fd, &c->msg, MSG_NOSIGNAL);
+	}
 	ring_sqe_op(sqe, &c->send_op);
 	c->sending = 1;
 	c->inflight++;

@@ -63,7 +63,8 @@ struct conn {
 	struct ring_op recv_op, send_op, connect_op;
 	unsigned inflight;	/* operations the kernel still holds, + callbacks running */
 	unsigned recv_armed:1, recv_paused:1, recv_started:1, sending:1,
-		 closing:1, close_after_send:1, eof:1, starved:1, closed_notified:1;
+		 closing:1, close_after_send:1, eof:1, starved:1, closed_notified:1,
+		 drained:1;	/* the last receive left the socket empty */
 	char *rbuf;		/* private receive buffer, or NULL for pbufs */
 	uint32_t rbuf_size;
 	struct conn_seg *segs;	/* circular queue */
@@ -87,6 +88,9 @@ int conn_use_private_buffer(struct conn *c, uint32_t size);
 void conn_recv_start(struct conn *c);
 void conn_recv_pause(struct conn *c);
 void conn_recv_resume(struct conn *c);
+
+/* Frees the ring's cache of send chunks (at ring_destroy). */
+void conn_chunks_release(struct ring *r);
 
 /* Queue a copy of p[0..n). Returns 0 or -1 (ENOMEM). */
 int conn_write(struct conn *c, const void *p, size_t n);

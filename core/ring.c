@@ -73,6 +73,7 @@ ring_destroy(struct ring *r)
 {
 	if (r->pbufs)
 		pbuf_pool_destroy(r);
+	conn_chunks_release(r);
 	io_uring_queue_exit(&r->uring);
 }
 

@@ -34,7 +34,10 @@ struct ring {
 	struct conn *starved;		/* conns waiting for a free pbuf */
 	struct conn *closing;		/* conns whose close completes next turn */
 	struct conn *tls_pump;		/* TLS conns with decrypted input to deliver */
+	void *chunks;			/* conn.c's free send chunks (a list) */
+	unsigned nchunks;
 	int stop;			/* ring_run returns when set */
+	int no_poll_first;		/* the kernel refused IORING_RECVSEND_POLL_FIRST */
 	uint64_t cqe_overflows;
 };
 
