@@ -347,40 +347,74 @@ envelope_forward_line(const char *verb, unsigned attrs, const struct forward_inf
 	return (int)pos;
 }
 
+/*
+ * Client-chosen text goes in a comment: at most max octets of it, each
+ * outside printable ASCII or a parenthesis written as '?'.
+ */
+static int
+append_comment(char *out, size_t outlen, size_t *pos, const char *p, size_t max)
+{
+	size_t n = strnlen(p, max);
+
+	if (append(out, outlen, pos, p, n) < 0)
+		return -1;
+	for (char *c = out + *pos - n; c < out + *pos; c++)
+		if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '(' || *c == ')')
+			*c = '?';
+	return 0;
+}
+
+/*
+ * The header's date. localtime and strftime cost more than the rest of
+ * the header together, so each thread formats a second once.
+ */
+static const char *
+received_date(time_t when)
+{
+	static __thread time_t last = (time_t)-1;
+	static __thread char date[64];
+	struct tm tm;
+
+	if (when != last || date[0] == '\0') {
+		localtime_r(&when, &tm);
+		if (strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm) == 0)
+			date[0] = '\0';
+		last = when;
+	}
+	return date;
+}
+
+#define APPEND(str) append(out, outlen, &pos, (str), strlen(str))
+
 size_t
 envelope_received(const struct received_info *ri, char *out, size_t outlen)
 {
-	char date[64], helo[128], rcpt[300], tls[200], auth[300];
-	struct tm tm;
-	int n;
+	const char *helo = ri->helo && *ri->helo ? ri->helo : "unknown";
+	size_t pos = 0;
+	int bad;
 
-	localtime_r(&ri->when, &tm);
-	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S %z", &tm);
-	/* Client-chosen text goes in a comment: keep it to printable ASCII without parens. */
-	snprintf(helo, sizeof(helo), "%s", ri->helo && *ri->helo ? ri->helo : "unknown");
-	for (char *c = helo; *c; c++)
-		if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '(' || *c == ')')
-			*c = '?';
-	rcpt[0] = tls[0] = auth[0] = '\0';
-	if (ri->rcpt)
-		snprintf(rcpt, sizeof(rcpt), "\r\n\tfor <%s>", ri->rcpt);
+	/* Built by hand, not with snprintf: it goes with every message. */
+	bad = APPEND("Received: from ") < 0 || append_comment(out, outlen, &pos, helo, 127) < 0 ||
+	      APPEND(strchr(ri->client_ip, ':') ? " ([IPv6:" : " ([") < 0 ||
+	      APPEND(ri->client_ip) < 0 || APPEND("])") < 0;
 	/* As Postfix writes them, so tools that read its headers read ours. */
-	if (ri->tls_version)
-		snprintf(tls, sizeof(tls), "\r\n\t(using %s with cipher %s)", ri->tls_version,
-			 ri->tls_cipher ? ri->tls_cipher : "unknown");
-	if (ri->auth_user) {
-		char user[256];
-		snprintf(user, sizeof(user), "%s", ri->auth_user);
-		for (char *c = user; *c; c++)
-			if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e || *c == '(' || *c == ')')
-				*c = '?';
-		snprintf(auth, sizeof(auth), "\r\n\t(Authenticated sender: %s)", user);
-	}
-	n = snprintf(out, outlen,
-		     "Received: from %s (%s%s%s)%s%s\r\n\tby %s (mxgate) with %s id %s%s;\r\n\t%s\r\n",
-		     helo, strchr(ri->client_ip, ':') ? "[IPv6:" : "[", ri->client_ip, "]", tls, auth,
-		     ri->hostname, ri->proto, ri->id, rcpt, date);
-	if (n < 0 || (size_t)n >= outlen)
-		return 0;
-	return (size_t)n;
+	if (!bad && ri->tls_version)
+		bad = APPEND("\r\n\t(using ") < 0 || APPEND(ri->tls_version) < 0 ||
+		      APPEND(" with cipher ") < 0 ||
+		      APPEND(ri->tls_cipher ? ri->tls_cipher : "unknown") < 0 || APPEND(")") < 0;
+	if (!bad && ri->auth_user)
+		bad = APPEND("\r\n\t(Authenticated sender: ") < 0 ||
+		      append_comment(out, outlen, &pos, ri->auth_user, 255) < 0 || APPEND(")") < 0;
+	if (!bad)
+		bad = APPEND("\r\n\tby ") < 0 || APPEND(ri->hostname) < 0 ||
+		      APPEND(" (mxgate) with ") < 0 || APPEND(ri->proto) < 0 ||
+		      APPEND(" id ") < 0 || APPEND(ri->id) < 0;
+	if (!bad && ri->rcpt)
+		bad = APPEND("\r\n\tfor <") < 0 || APPEND(ri->rcpt) < 0 || APPEND(">") < 0;
+	if (!bad)
+		bad = APPEND(";\r\n\t") < 0 || APPEND(received_date(ri->when)) < 0 ||
+		      APPEND("\r\n") < 0;
+	return bad ? 0 : pos;
 }
+
+#undef APPEND

@@ -77,9 +77,14 @@ session_reply(struct session *s, const char *fmt, ...)
 	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
-	va_end(ap);
+	if (strchr(fmt, '%') == NULL && (n = (int)strlen(fmt)) <= (int)sizeof(buf) - 3) {
+		/* A fixed reply (354, 250 Ok, ...): no formatting, several a message. */
+		memcpy(buf, fmt, (size_t)n);
+	} else {
+		va_start(ap, fmt);
+		n = vsnprintf(buf, sizeof(buf) - 2, fmt, ap);
+		va_end(ap);
+	}
 	if (n < 0)
 		return;
 	if ((size_t)n > sizeof(buf) - 3)

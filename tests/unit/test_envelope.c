@@ -187,6 +187,37 @@ test_received(void **state)
 	assert_int_equal(envelope_received(&ri, out, 20), 0);
 }
 
+/* The date is the header's last line, right for each second (it is cached per second). */
+static void
+test_received_date_and_tls(void **state)
+{
+	struct received_info ri = {
+		.client_ip = "192.0.2.1", .hostname = "mx.test", .proto = "ESMTPSA", .id = "X1",
+		.tls_version = "TLSv1.3", .tls_cipher = "TLS_AES_128_GCM_SHA256",
+		.auth_user = "joe (admin)\r\n",
+	};
+	time_t whens[] = { 86400, 86400, 0, 1700000000, 1700000000 };
+	char out[1024], want[64];
+	struct tm tm;
+	size_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(whens) / sizeof(whens[0]); i++) {
+		ri.when = whens[i];
+		n = envelope_received(&ri, out, sizeof(out));
+		assert_true(n > 0);
+		out[n] = '\0';
+		localtime_r(&ri.when, &tm);
+		strftime(want, sizeof(want), ";\r\n\t%a, %d %b %Y %H:%M:%S %z\r\n", &tm);
+		assert_string_equal(out + n - strlen(want), want);
+	}
+	assert_non_null(strstr(out, "from unknown ([192.0.2.1])\r\n\t(using TLSv1.3 with cipher TLS_AES_128_GCM_SHA256)"
+				    "\r\n\t(Authenticated sender: joe?\?admin?\?\?)\r\n\tby mx.test (mxgate) with ESMTPSA id X1;"));
+	/* Too small for the date line: nothing, not a cut header. */
+	assert_int_equal(envelope_received(&ri, out, n), 0);
+	assert_int_equal(envelope_received(&ri, out, n + 1), n);
+}
+
 static void
 test_forward(void **state)
 {
@@ -232,6 +263,7 @@ main(void)
 		cmocka_unit_test(test_domains),
 		cmocka_unit_test(test_clean_reply),
 		cmocka_unit_test(test_received),
+		cmocka_unit_test(test_received_date_and_tls),
 		cmocka_unit_test(test_forward),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
