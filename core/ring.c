@@ -112,7 +112,9 @@ ring_poll(struct ring *r, unsigned wait_ms)
 	struct io_uring_cqe *cqe;
 
 	io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, &ts, NULL);
+	timer_wheel_turn_begin(&r->timers);
 	ring_dispatch(r);
+	timer_wheel_turn_end(&r->timers);
 }
 
 void
@@ -130,11 +132,13 @@ ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 		if (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
 			r->cqe_overflows++;
+		timer_wheel_turn_begin(&r->timers);
 		ring_dispatch(r);
 		timer_wheel_advance(&r->timers);
 		conn_ring_turn(r);
 		if (turn)
 			turn(r, arg);
+		timer_wheel_turn_end(&r->timers);
 	}
 }
 

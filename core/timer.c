@@ -23,6 +23,15 @@ timer_wheel_init(struct timer_wheel *w)
 	w->now = 0;
 	w->armed = 0;
 	w->start_ms = timer_now_ms();
+	w->turn_ms = 0;
+	w->in_turn = 0;
+}
+
+void
+timer_wheel_turn_begin(struct timer_wheel *w)
+{
+	w->turn_ms = timer_now_ms() - w->start_ms;
+	w->in_turn = 1;
 }
 
 void
@@ -42,8 +51,12 @@ void
 timer_arm(struct timer_wheel *w, struct timer *t, uint64_t ms)
 {
 	struct timer **head;
-	uint64_t elapsed = timer_now_ms() - w->start_ms;
-	/* Round up so a timer never fires early. */
+	/*
+	 * In a turn, the clock from when the ring woke, not a fresh read:
+	 * sessions arm timers several times a message. So a deadline counts
+	 * from up to one turn's work before the call. Rounded up to ticks.
+	 */
+	uint64_t elapsed = w->in_turn ? w->turn_ms : timer_now_ms() - w->start_ms;
 	uint64_t due = (elapsed + ms + TIMER_TICK_MS - 1) / TIMER_TICK_MS;
 
 	timer_cancel(w, t);

@@ -24,6 +24,8 @@ struct timer_wheel {
 	struct timer *slot[TIMER_SLOTS];
 	uint64_t now;			/* current tick */
 	uint64_t start_ms;		/* monotonic ms at tick 0 */
+	uint64_t turn_ms;		/* ms after start_ms when the ring woke */
+	int in_turn;			/* turn_ms is the clock of the turn now running */
 	unsigned armed;
 };
 
@@ -37,5 +39,11 @@ void timer_arm(struct timer_wheel *w, struct timer *t, uint64_t ms);
 void timer_cancel(struct timer_wheel *w, struct timer *t);
 /* Advances to the current time, firing every due timer. */
 void timer_wheel_advance(struct timer_wheel *w);
+/*
+ * The ring's turn, from its wake-up to its next wait: timers armed in
+ * it count from the clock read at its start; outside one, from now.
+ */
+void timer_wheel_turn_begin(struct timer_wheel *w);
+static inline void timer_wheel_turn_end(struct timer_wheel *w) { w->in_turn = 0; }
 
 #endif
