@@ -66,7 +66,8 @@ conn_chunks_release(struct ring *r)
 		r->chunks = f->next;
 		free(f);
 	}
-	r->nchunks = 0;
+	/* Full from now on: a chunk released after this is freed, not kept. */
+	r->nchunks = CONN_CHUNKS_KEPT;
 }
 
 static void conn_recv_done(struct ring_op *op, int res, uint32_t flags);

@@ -27,7 +27,13 @@
  *    could be an end, no line over max_line, or only anomalies already
  *    flagged); any other block, the tail of a chunk under 64 octets and
  *    max_line < 64 go through the state machine (with sse2's search).
- *    Built with a target attribute, so the rest of the file and the
+ *  - avx512: avx2's blocks, but AVX-512BW compares give the four masks
+ *    directly, so a block is one load, four compares and a few scalar
+ *    tests (28 against 23 GB/s on hot 78-octet lines; in mxgate at 1 MB
+ *    messages 91 against 128 us of scanning a message, perf), and a
+ *    masked load takes the last octets of a chunk of any size as one
+ *    block. Only where 512-bit instructions do not slow the core down.
+ *    Built with target attributes, so the rest of the file and the
  *    build flags stay baseline x86-64.
  * None reads outside buf[0..len).
  */
@@ -41,6 +47,8 @@
 #include <immintrin.h>
 #define HAVE_AVX2 1
 #define TARGET_AVX2 __attribute__((target("avx2,bmi,bmi2,popcnt")))
+/* A superset of TARGET_AVX2's, so block_exact inlines into it. */
+#define TARGET_AVX512 __attribute__((target("avx2,bmi,bmi2,popcnt,avx512f,avx512bw")))
 #endif
 
 #define ALWAYS_INLINE inline __attribute__((always_inline))
@@ -462,8 +470,102 @@ out:
 	return p;
 }
 
-static TARGET_AVX2 size_t
-scan_avx2(struct data_scan *s, const char *buf, size_t len)
+/* scan_blocks for the unflagged stream (allowed a constant 0) and the rest. */
+static TARGET_AVX2 const unsigned char *
+scan_blocks_avx2(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
+		 const unsigned char *p, const unsigned char *start,
+		 const unsigned char *end)
+{
+	if (s->flags == 0)
+		return scan_blocks(s, statep, llenp, p, start, end, 0);
+	return scan_blocks(s, statep, llenp, p, start, end, s->flags);
+}
+
+/*
+ * scan_blocks with AVX-512BW: the compares give the masks block_exact
+ * takes, without movemask or the vectors shifted by one. The common
+ * block is the one scan_blocks takes without block_exact, less its
+ * limits: a dot right after an LF is found in the masks (lf << 1 & dot),
+ * so an LF in octet 63 needs no look at octet 64, and a block without
+ * LF may start a line. The last 1..64 octets are one masked load, which
+ * reads (and faults on) none of the octets masked off. Enters and leaves
+ * as scan_blocks does.
+ */
+static ALWAYS_INLINE TARGET_AVX512 const unsigned char *
+scan_blocks512(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
+	       const unsigned char *p, const unsigned char *end,
+	       const uint32_t allowed)
+{
+	const __m512i vlf = _mm512_set1_epi8('\n');
+	const __m512i vcr = _mm512_set1_epi8('\r');
+	const __m512i vdot = _mm512_set1_epi8('.');
+	const uint64_t cap = (allowed & DATA_FLAG_LONG_LINE) ? UINT64_MAX :
+	    s->max_line;
+	const uint64_t capm = cap - 64;	/* cap >= 64 */
+	struct blk b = { *llenp, *statep == ST_CR, *statep == ST_BOL };
+	uint64_t lf, cr, dot, nul, k;
+	__m512i v;
+	unsigned n;
+
+	while (end - p >= 64) {
+		v = _mm512_loadu_si512((const void *)p);
+		lf = _mm512_cmpeq_epi8_mask(v, vlf);
+		cr = _mm512_cmpeq_epi8_mask(v, vcr);
+		nul = _mm512_testn_epi8_mask(v, v);
+		dot = _mm512_cmpeq_epi8_mask(v, vdot);
+		if (((lf ^ ((cr << 1) | b.ccr)) | nul |
+		    (dot & ((lf << 1) | b.cbol))) == 0 && b.ll <= capm) {
+			/* lf | 1 << 0 ... : clz of an LF-less block is 64 */
+			b.ll = lf ? (uint64_t)__builtin_clzll(lf) : b.ll + 64;
+			b.cbol = lf >> 63;
+			b.ccr = cr >> 63;
+			p += 64;
+			continue;
+		}
+		if (!block_exact(&b, lf, cr, dot, nul, 64,
+		    end - p > 64 ? p[64] == '\r' : 1, allowed, cap))
+			goto out;
+		p += 64;
+	}
+	if (p < end) {
+		n = (unsigned)(end - p);
+		k = (1ULL << n) - 1;
+		v = _mm512_maskz_loadu_epi8(k, p);
+		if (block_exact(&b, _mm512_mask_cmpeq_epi8_mask(k, v, vlf),
+		    _mm512_mask_cmpeq_epi8_mask(k, v, vcr),
+		    _mm512_mask_cmpeq_epi8_mask(k, v, vdot),
+		    _mm512_mask_testn_epi8_mask(k, v, v), n, 1, allowed, cap))
+			p = end;
+	}
+out:
+	*statep = b.ccr ? ST_CR : b.cbol ? ST_BOL : ST_MID;
+	*llenp = b.ll > UINT32_MAX ? UINT32_MAX : (uint32_t)b.ll;
+	return p;
+}
+
+static TARGET_AVX512 const unsigned char *
+scan_blocks_avx512(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
+		   const unsigned char *p, const unsigned char *start,
+		   const unsigned char *end)
+{
+	(void)start;
+	if (s->flags == 0)
+		return scan_blocks512(s, statep, llenp, p, end, 0);
+	return scan_blocks512(s, statep, llenp, p, end, s->flags);
+}
+
+typedef const unsigned char *(*blocks_fn)(struct data_scan *, uint32_t *,
+    uint32_t *, const unsigned char *, const unsigned char *,
+    const unsigned char *);
+
+/*
+ * The block scanners' driver: blocks while the state machine is in
+ * BOL, MID or CR, the state machine for a block that is not clean (or
+ * a short tail blocks left) and through a dot at a line start.
+ */
+static ALWAYS_INLINE size_t
+scan_blocked(struct data_scan *s, const char *buf, size_t len,
+	     blocks_fn blocks)
 {
 	const unsigned char *start = (const unsigned char *)buf;
 	const unsigned char *end = start + len, *p = start, *lim;
@@ -477,12 +579,7 @@ scan_avx2(struct data_scan *s, const char *buf, size_t len)
 		if (state == ST_DOT || state == ST_DOT_CR) {
 			lim = p;	/* just until out of the dot states */
 		} else {
-			if (s->flags == 0)
-				p = scan_blocks(s, &state, &llen, p, start,
-				    end, 0);
-			else
-				p = scan_blocks(s, &state, &llen, p, start,
-				    end, s->flags);
+			p = blocks(s, &state, &llen, p, start, end);
 			if (p == end)
 				break;
 			/* a block that is not clean, or a short chunk */
@@ -494,6 +591,18 @@ scan_avx2(struct data_scan *s, const char *buf, size_t len)
 			break;
 	}
 	return finish(s, state, llen, done, p, start, len);
+}
+
+static TARGET_AVX2 size_t
+scan_avx2(struct data_scan *s, const char *buf, size_t len)
+{
+	return scan_blocked(s, buf, len, scan_blocks_avx2);
+}
+
+static TARGET_AVX512 size_t
+scan_avx512(struct data_scan *s, const char *buf, size_t len)
+{
+	return scan_blocked(s, buf, len, scan_blocks_avx512);
 }
 #endif
 
@@ -509,6 +618,7 @@ static const struct {
 #endif
 #ifdef HAVE_AVX2
 	[DATA_SCAN_IMPL_AVX2] = { "avx2", scan_avx2 },
+	[DATA_SCAN_IMPL_AVX512] = { "avx512", scan_avx512 },
 #endif
 };
 
@@ -526,6 +636,16 @@ data_scan_impl_available(int which)
 		    __builtin_cpu_supports("bmi2") &&
 		    __builtin_cpu_supports("popcnt");
 	}
+	/*
+	 * VBMI2 marks Ice Lake, Zen 4 and later: on the Skylake-SP generation
+	 * 512-bit instructions lower the core's clock for everything that
+	 * runs on it, which would cost more than the scanner gains.
+	 */
+	if (which == DATA_SCAN_IMPL_AVX512)
+		return data_scan_impl_available(DATA_SCAN_IMPL_AVX2) &&
+		    __builtin_cpu_supports("avx512f") &&
+		    __builtin_cpu_supports("avx512bw") &&
+		    __builtin_cpu_supports("avx512vbmi2");
 #endif
 	return 1;
 }

@@ -15,12 +15,13 @@ enum data_scan_impl {
 	DATA_SCAN_IMPL_SCALAR = 0,	/* byte at a time, any CPU */
 	DATA_SCAN_IMPL_SSE2,		/* 16/32 octets at a time (x86-64 baseline) */
 	DATA_SCAN_IMPL_AVX2,		/* 64-octet blocks with bit masks */
+	DATA_SCAN_IMPL_AVX512,		/* the same blocks, masks from AVX-512BW */
 	DATA_SCAN_IMPL_COUNT
 };
 
 /* Nonzero when `which` is compiled in and this CPU can run it. */
 int data_scan_impl_available(int which);
-/* "scalar", "sse2", "avx2"; "?" for anything else. */
+/* "scalar", "sse2", "avx2", "avx512"; "?" for anything else. */
 const char *data_scan_impl_name(int which);
 /* The one data_scan() uses on this CPU. */
 int data_scan_impl_default(void);

@@ -6,8 +6,8 @@
  * Every input sits right before a guard page (guard.h).
  *
  * Each test runs once per implementation (data_scan_impl.h: scalar, sse2,
- * avx2; one the CPU lacks is skipped) and once through data_scan(). The
- * avx2 one takes 64-octet blocks, so test_blocks puts every kind of line
+ * avx2, avx512; one the CPU lacks is skipped) and once through data_scan().
+ * avx2 and avx512 take 64-octet blocks, so test_blocks puts every kind of line
  * end, dot and bad octet at and around the block edges (from the chunk
  * start) and test_soup throws dense random mixes of them at all of them,
  * also with one stream's chunks going to different implementations.
