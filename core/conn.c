@@ -22,9 +22,9 @@
  * of 56 per 1 KB message in perf, 2026-11-28). Bounded: 256 KB a ring.
  */
 #if defined(__SANITIZE_ADDRESS__)
-#define CONN_CHUNKS_KEPT 0	/* ASan must see a chunk used after its send */
+static const unsigned chunks_kept = 0;	/* ASan must see a chunk used after its send */
 #else
-#define CONN_CHUNKS_KEPT 64
+static const unsigned chunks_kept = 64;
 #endif
 
 struct free_chunk {
@@ -48,7 +48,7 @@ chunk_put(struct ring *r, char *p, uint32_t cap)
 {
 	struct free_chunk *f = (struct free_chunk *)p;
 
-	if (cap != CONN_CHUNK || r->nchunks >= CONN_CHUNKS_KEPT) {
+	if (cap != CONN_CHUNK || r->nchunks >= chunks_kept) {
 		free(p);
 		return;
 	}
@@ -67,7 +67,7 @@ conn_chunks_release(struct ring *r)
 		free(f);
 	}
 	/* Full from now on: a chunk released after this is freed, not kept. */
-	r->nchunks = CONN_CHUNKS_KEPT;
+	r->nchunks = chunks_kept;
 }
 
 static void conn_recv_done(struct ring_op *op, int res, uint32_t flags);
