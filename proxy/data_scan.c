@@ -308,6 +308,28 @@ struct blk {
 	uint64_t cbol;	/* 1: state BOL */
 };
 
+/* The state machine's BOL, MID or CR and line length as a struct blk. */
+static ALWAYS_INLINE struct blk
+blk_enter(uint32_t state, uint32_t llen)
+{
+	return (struct blk){ llen, state == ST_CR, state == ST_BOL };
+}
+
+/* Back to the state machine's, the line length saturated. */
+static ALWAYS_INLINE void
+blk_leave(const struct blk *b, uint32_t *statep, uint32_t *llenp)
+{
+	*statep = b->ccr ? ST_CR : b->cbol ? ST_BOL : ST_MID;
+	*llenp = b->ll > UINT32_MAX ? UINT32_MAX : (uint32_t)b->ll;
+}
+
+/* The longest line allowed: none once the long-line flag is up. */
+static ALWAYS_INLINE uint64_t
+blk_cap(const struct data_scan *s, uint32_t allowed)
+{
+	return (allowed & DATA_FLAG_LONG_LINE) ? UINT64_MAX : s->max_line;
+}
+
 /*
  * Decides whether a block of n octets (1..64), given as bit masks (bit
  * i: octet i is LF, CR, '.', NUL; no bits at n or above), is "clean"
@@ -396,10 +418,9 @@ scan_blocks(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
 	const __m256i vcr = _mm256_set1_epi8('\r');
 	const __m256i vdot = _mm256_set1_epi8('.');
 	const __m256i zero = _mm256_setzero_si256();
-	const uint64_t cap = (allowed & DATA_FLAG_LONG_LINE) ? UINT64_MAX :
-	    s->max_line;
+	const uint64_t cap = blk_cap(s, allowed);
 	const uint64_t capm = cap - 64;	/* cap >= 64 */
-	struct blk b = { *llenp, *statep == ST_CR, *statep == ST_BOL };
+	struct blk b = blk_enter(*statep, *llenp);
 	__m256i va, vb;
 	uint64_t lf, cr;
 	unsigned n;
@@ -465,8 +486,7 @@ scan_blocks(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
 			p = end;
 	}
 out:
-	*statep = b.ccr ? ST_CR : b.cbol ? ST_BOL : ST_MID;
-	*llenp = b.ll > UINT32_MAX ? UINT32_MAX : (uint32_t)b.ll;
+	blk_leave(&b, statep, llenp);
 	return p;
 }
 
@@ -499,10 +519,9 @@ scan_blocks512(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
 	const __m512i vlf = _mm512_set1_epi8('\n');
 	const __m512i vcr = _mm512_set1_epi8('\r');
 	const __m512i vdot = _mm512_set1_epi8('.');
-	const uint64_t cap = (allowed & DATA_FLAG_LONG_LINE) ? UINT64_MAX :
-	    s->max_line;
+	const uint64_t cap = blk_cap(s, allowed);
 	const uint64_t capm = cap - 64;	/* cap >= 64 */
-	struct blk b = { *llenp, *statep == ST_CR, *statep == ST_BOL };
+	struct blk b = blk_enter(*statep, *llenp);
 	uint64_t lf, cr, dot, nul, k;
 	__m512i v;
 	unsigned n;
@@ -515,7 +534,7 @@ scan_blocks512(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
 		dot = _mm512_cmpeq_epi8_mask(v, vdot);
 		if (((lf ^ ((cr << 1) | b.ccr)) | nul |
 		    (dot & ((lf << 1) | b.cbol))) == 0 && b.ll <= capm) {
-			/* lf | 1 << 0 ... : clz of an LF-less block is 64 */
+			/* the octets after the last LF, or the line goes on */
 			b.ll = lf ? (uint64_t)__builtin_clzll(lf) : b.ll + 64;
 			b.cbol = lf >> 63;
 			b.ccr = cr >> 63;
@@ -538,8 +557,7 @@ scan_blocks512(struct data_scan *s, uint32_t *statep, uint32_t *llenp,
 			p = end;
 	}
 out:
-	*statep = b.ccr ? ST_CR : b.cbol ? ST_BOL : ST_MID;
-	*llenp = b.ll > UINT32_MAX ? UINT32_MAX : (uint32_t)b.ll;
+	blk_leave(&b, statep, llenp);
 	return p;
 }
 
