@@ -896,7 +896,7 @@ cmd_mail(struct session *s, const struct smtp_cmd *cmd)
 	n = (int)MIN(cmd->path.len, sizeof(t->from) - 1);
 	memcpy(t->from, cmd->path.p, (size_t)n);
 	t->from[n] = '\0';
-	worker_txn_id(s->w, t->id, sizeof(t->id));
+	worker_txn_id(s->w, t->id);
 	s->phase = PH_WAIT;
 	t->mail_wait = MW_POLICY | MW_BACKEND;
 	t->mail_launching = 1;
@@ -1512,7 +1512,7 @@ session_new(struct worker *w, int fd, const struct net_addr *peer,
 	net_addr_format(peer, s->peer_str, sizeof(s->peer_str));
 	s->client = *peer;
 	timer_init(&s->lease_timer, NULL);
-	worker_txn_id(w, s->id, sizeof(s->id));
+	worker_txn_id(w, s->id);
 	worker_session_add(w, s);
 	conn_recv_start(&s->conn);
 	if (lst->proxy_protocol != CFG_PROXY_OFF) {

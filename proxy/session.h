@@ -15,6 +15,7 @@
 #include "smtp_parse.h"
 #include "policy.h"
 #include "net.h"
+#include "worker.h"
 
 struct worker;
 
@@ -32,7 +33,7 @@ enum data_refusal { DR_NONE = 0, DR_SMUGGLE, DR_SIZE, DR_BACKEND };
 
 struct txn {
 	int active;			/* MAIL accepted */
-	char id[24];
+	char id[WORKER_TXN_ID_SIZE];
 	char from[300];
 	char first_rcpt[300];
 	unsigned rcpts_ok, rcpts_tried;
@@ -68,7 +69,7 @@ struct session {
 	const struct cfg_listener *lst;
 	struct session *next, *prev;
 	struct timer timer;
-	char id[24];
+	char id[WORKER_TXN_ID_SIZE];
 	char peer_ip[INET6_ADDRSTRLEN];
 	unsigned peer_port;
 	char peer_str[NET_ADDR_STRLEN];

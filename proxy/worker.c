@@ -72,23 +72,16 @@ worker_session_del(struct worker *w, struct session *s)
 }
 
 void
-worker_txn_id(struct worker *w, char *buf, size_t len)
+worker_txn_id(struct worker *w, char buf[static WORKER_TXN_ID_SIZE])
 {
 	/* "%08X%02X%06X" of prefix, worker, counter, by hand: one per message. */
 	static const char hex[] = "0123456789ABCDEF";
 	uint64_t v = ((uint64_t)w->id_prefix << 32) | ((uint64_t)(w->id & 0xff) << 24) |
 		     (++w->txn_counter & 0xffffff);
-	char id[17];
 
-	for (int i = 15; i >= 0; i--, v >>= 4)
-		id[i] = hex[v & 0xf];
-	id[16] = '\0';
-	if (len == 0)
-		return;
-	if (len > sizeof(id))
-		len = sizeof(id);
-	memcpy(buf, id, len - 1);
-	buf[len - 1] = '\0';
+	for (int i = WORKER_TXN_ID_SIZE - 2; i >= 0; i--, v >>= 4)
+		buf[i] = hex[v & 0xf];
+	buf[WORKER_TXN_ID_SIZE - 1] = '\0';
 }
 
 static const struct cfg_listener *

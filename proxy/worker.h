@@ -61,7 +61,11 @@ void worker_wake(struct worker *w);
 /* Session bookkeeping (session.c calls these). */
 void worker_session_add(struct worker *w, struct session *s);
 void worker_session_del(struct worker *w, struct session *s);
-/* A new transaction id, unique across workers and restarts. */
-void worker_txn_id(struct worker *w, char *buf, size_t len);
+/*
+ * A new transaction id, unique across workers and restarts: 16 upper-case
+ * hex digits (start time, worker, counter) and a NUL.
+ */
+#define WORKER_TXN_ID_SIZE 17
+void worker_txn_id(struct worker *w, char buf[static WORKER_TXN_ID_SIZE]);
 
 #endif

@@ -57,9 +57,12 @@ class Logging(MxTestCase):
         lines = self.lines(lambda ls: any(" helo=client.example.test " in l for l in ls))
         txn = [l for l in lines if " msg id=" in l]
         self.assertEqual(len(txn), 1, lines)
-        m = re.search(r' msg id=(\S+) conn=(\S+) client=127\.0\.0\.1:\d+ from=<a@example\.test> rcpts=2 '
+        m = re.search(r' msg id=([0-9A-F]{16}) conn=([0-9A-F]{16}) client=127\.0\.0\.1:\d+ from=<a@example\.test> rcpts=2 '
                       r'size=(\d+) backend=b1 status=sent reply="250 [^"]*" ms=\d+$', txn[0])
         self.assertIsNotNone(m, txn[0])
+        # ids: start time and worker (10 hex digits) shared, then the worker's counter
+        self.assertEqual(m.group(1)[:10], m.group(2)[:10])
+        self.assertGreater(int(m.group(1)[10:], 16), int(m.group(2)[10:], 16))
         # the size counts the client's DATA octets, the final ".\r\n" included
         self.assertEqual(int(m.group(3)), len(BODY) + 3)
         conn = [l for l in lines if " conn id=%s " % m.group(2) in l]
