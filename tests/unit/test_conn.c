@@ -1,0 +1,184 @@
+/*
+ * test_conn.c - plain receives of core/conn.c on a real ring, two conns
+ * joined by a socketpair: a receive after a short read asks the kernel
+ * to poll first and one after a full buffer does not; a kernel that
+ * refuses the poll-first flag (EINVAL) gets it no more, and the bytes
+ * still arrive.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "ring.h"
+#include "timer.h"
+
+#define RBUF 16
+
+struct peer {
+	struct conn conn;
+	char got[256];
+	size_t got_len;
+	int drained[16];	/* conn.drained as each receive was delivered */
+	unsigned deliveries;
+	int closed;
+};
+
+static struct ring ring;
+static struct peer a, b;
+static size_t want_len;
+static uint64_t deadline;
+
+static void
+on_recv(struct conn *c, char *data, size_t len, int bid)
+{
+	struct peer *p = c->owner;
+
+	(void)bid;
+	assert_true(p->got_len + len <= sizeof(p->got));
+	memcpy(p->got + p->got_len, data, len);
+	p->got_len += len;
+	if (p->deliveries < 16)
+		p->drained[p->deliveries] = c->drained;
+	p->deliveries++;
+}
+
+static void
+on_closed(struct conn *c)
+{
+	((struct peer *)c->owner)->closed = 1;
+}
+
+static const struct conn_ops ops = { .on_recv = on_recv, .on_closed = on_closed };
+
+static int
+done(void)
+{
+	return want_len ? a.got_len >= want_len : a.closed && b.closed;
+}
+
+static void
+turn(struct ring *r, void *arg)
+{
+	(void)arg;
+	if (done() || timer_now_ms() > deadline)
+		r->stop = 1;
+}
+
+static int
+run_until_done(void)
+{
+	deadline = timer_now_ms() + 5000;
+	ring.stop = 0;
+	ring_run(&ring, turn, NULL);
+	return done();
+}
+
+/* The receive conn_recv_start just queued, not yet submitted. */
+static struct io_uring_sqe *
+last_sqe(void)
+{
+	return &ring.uring.sq.sqes[(ring.uring.sq.sqe_tail - 1) & ring.uring.sq.ring_mask];
+}
+
+static void
+pair(void)
+{
+	int sv[2];
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	conn_init(&a.conn, &ring, sv[0], &ops, &a);
+	conn_init(&b.conn, &ring, sv[1], &ops, &b);
+	assert_int_equal(conn_use_private_buffer(&a.conn, RBUF), 0);
+}
+
+static void
+unpair(void)
+{
+	want_len = 0;
+	conn_close(&a.conn);
+	conn_close(&b.conn);
+	assert_true(run_until_done());
+}
+
+static void
+test_poll_first_after_short_read(void **state)
+{
+	static const char msg[] = "0123456789abcdef0123456789abcdefXYZ";	/* 16 + 16 + 3 */
+
+	(void)state;
+	pair();
+	conn_recv_start(&a.conn);
+	/* A new socket counts as drained: its first receive waits for data. */
+	assert_true(last_sqe()->ioprio & IORING_RECVSEND_POLL_FIRST);
+	assert_int_equal(conn_write(&b.conn, msg, sizeof(msg) - 1), 0);
+	conn_flush(&b.conn);
+	want_len = sizeof(msg) - 1;
+	assert_true(run_until_done());
+	assert_memory_equal(a.got, msg, sizeof(msg) - 1);
+	/* Full buffers leave more to read; the short last one drained the socket. */
+	assert_int_equal(a.deliveries, 3);
+	assert_int_equal(a.drained[0], 0);
+	assert_int_equal(a.drained[1], 0);
+	assert_int_equal(a.drained[2], 1);
+	unpair();
+}
+
+static void
+test_poll_first_refused(void **state)
+{
+	(void)state;
+	pair();
+	conn_recv_start(&a.conn);
+	assert_true(last_sqe()->ioprio & IORING_RECVSEND_POLL_FIRST);
+	/* As a kernel before 5.19 answers the flag: a receive flag it does not know. */
+	last_sqe()->ioprio |= 1u << 15;
+	assert_int_equal(conn_write(&b.conn, "hello", 5), 0);
+	conn_flush(&b.conn);
+	want_len = 5;
+	assert_true(run_until_done());
+	assert_memory_equal(a.got, "hello", 5);
+	assert_int_equal(ring.no_poll_first, 1);
+	unpair();
+	/* From now on this ring's receives go without it. */
+	pair();
+	conn_recv_start(&a.conn);
+	assert_int_equal(last_sqe()->ioprio & IORING_RECVSEND_POLL_FIRST, 0);
+	unpair();
+	ring.no_poll_first = 0;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	return ring_init(&ring, 64, 16, 4096) < 0 ? -1 : 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	ring_destroy(&ring);
+	return 0;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_poll_first_after_short_read),
+		cmocka_unit_test(test_poll_first_refused),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
