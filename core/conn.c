@@ -151,7 +151,7 @@ conn_arm_recv(struct conn *c)
 
 	if (c->recv_armed || c->recv_paused || c->closing || c->eof || c->starved)
 		return;
-	if (c->rbuf == NULL && c->ring->pbufs->avail == 0) {
+	if (c->rbuf == NULL && c->ring->pbufs->avail == 0 && pbuf_refill(c->ring->pbufs) == 0) {
 		conn_starve(c);
 		return;
 	}
@@ -224,16 +224,16 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 	c->inflight--;
 	if (flags & IORING_CQE_F_BUFFER) {
 		bid = (int)(flags >> IORING_CQE_BUFFER_SHIFT);
-		c->ring->pbufs->avail--;
-		c->ring->pbufs->refs[bid] = 1;
+		pbuf_taken(c->ring->pbufs, bid);
 	}
 	if (c->closing || c->eof) {
 		if (bid >= 0)
-			pbuf_unref(c->ring, bid);
+			pbuf_unref(c->ring->pbufs, bid);
 		conn_maybe_finish(c);
 		return;
 	}
 	if (res == -ENOBUFS) {
+		pbuf_missed(c->ring->pbufs);
 		conn_starve(c);
 		return;
 	}
@@ -249,12 +249,12 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 	}
 	if (res <= 0) {
 		if (bid >= 0)
-			pbuf_unref(c->ring, bid);
+			pbuf_unref(c->ring->pbufs, bid);
 		conn_fail(c, res);
 		conn_maybe_finish(c);
 		return;
 	}
-	data = bid >= 0 ? pbuf_ptr(c->ring, bid) : c->rbuf;
+	data = bid >= 0 ? pbuf_ptr(c->ring->pbufs, bid) : c->rbuf;
 	c->drained = (uint32_t)res < (c->rbuf ? c->rbuf_size : c->ring->pbufs->size);
 	c->bytes_in += (uint64_t)res;
 	c->inflight++;
@@ -264,7 +264,7 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 		c->ops->on_recv(c, data, (size_t)res, bid);
 	c->inflight--;
 	if (bid >= 0)
-		pbuf_unref(c->ring, bid);
+		pbuf_unref(c->ring->pbufs, bid);
 	conn_arm_recv(c);
 	conn_maybe_finish(c);
 }
@@ -292,7 +292,7 @@ static void
 conn_seg_release(struct conn *c, struct conn_seg *s)
 {
 	if (s->bid >= 0)
-		pbuf_unref(c->ring, s->bid);
+		pbuf_unref(c->ring->pbufs, s->bid);
 	else if (s->bid != CONN_SEG_REF)
 		chunk_put(c->ring, s->chunk, s->cap);
 }
@@ -387,7 +387,7 @@ conn_write_pbuf(struct conn *c, const char *p, size_t n, int bid)
 	if (conn_queue_ref(c, p, n, bid) < 0)
 		return -1;
 	if (n && !c->closing)
-		pbuf_ref(c->ring, bid);
+		pbuf_ref(c->ring->pbufs, bid);
 	return 0;
 }
 
@@ -567,7 +567,12 @@ conn_ring_turn(struct ring *r)
 {
 	/* Give freed buffers to conns that found none: no more than there are
 	 * buffers, or the rest would only fail with ENOBUFS again. */
-	unsigned budget = r->pbufs ? r->pbufs->avail : 0;
+	unsigned budget = 0;
+
+	if (r->pbufs) {
+		pbuf_turn(r->pbufs);
+		budget = pbuf_free_count(r->pbufs);
+	}
 
 	while (r->starved && budget) {
 		struct conn *c = r->starved;

@@ -1,13 +1,12 @@
 /*
- * ring.c - per-worker io_uring set-up, the provided-buffer pool, and the
- * event loop: submit, wait, dispatch a whole batch of completions, then
+ * ring.c - per-worker io_uring set-up (its provided-buffer pool is
+ * pbuf.c's) and the event loop: submit, wait, dispatch a whole batch of completions, then
  * advance the timer wheel and run end-of-turn work, so every SQE queued
  * while handling one batch goes to the kernel in one io_uring_enter.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include "ring.h"
 #include "conn.h"
 #include "log.h"
@@ -58,7 +57,7 @@ ring_init(struct ring *r, unsigned entries, unsigned nbufs, unsigned bufsize)
 	timer_wheel_init(&r->timers);
 	r->tick_op.cb = ring_tick_done;
 	if (nbufs) {
-		ret = pbuf_pool_init(r, nbufs, bufsize);
+		ret = pbuf_pool_init(&r->pbufs, &r->uring, nbufs, bufsize);
 		if (ret < 0) {
 			io_uring_queue_exit(&r->uring);
 			return ret;
@@ -72,7 +71,8 @@ void
 ring_destroy(struct ring *r)
 {
 	if (r->pbufs)
-		pbuf_pool_destroy(r);
+		pbuf_pool_destroy(r->pbufs, &r->uring);
+	r->pbufs = NULL;
 	conn_chunks_release(r);
 	io_uring_queue_exit(&r->uring);
 }
@@ -140,78 +140,4 @@ ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 			turn(r, arg);
 		timer_wheel_turn_end(&r->timers);
 	}
-}
-
-int
-pbuf_pool_init(struct ring *r, unsigned nbufs, unsigned size)
-{
-	struct io_uring_buf_reg reg;
-	struct pbuf_pool *p;
-	size_t ring_bytes = sizeof(struct io_uring_buf) * nbufs;
-	int ret;
-
-	if (nbufs == 0 || (nbufs & (nbufs - 1)) || nbufs > 32768)
-		return -EINVAL;
-	p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return -ENOMEM;
-	p->refs = calloc(nbufs, sizeof(*p->refs));
-	p->br = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	/* Pages are touched only when a buffer is used, so an idle pool costs little RSS. */
-	p->base = mmap(NULL, (size_t)nbufs * size, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p->refs == NULL || p->br == MAP_FAILED || p->base == MAP_FAILED) {
-		ret = -ENOMEM;
-		goto fail;
-	}
-	memset(&reg, 0, sizeof(reg));
-	reg.ring_addr = (uint64_t)(uintptr_t)p->br;
-	reg.ring_entries = nbufs;
-	reg.bgid = PBUF_GROUP;
-	ret = io_uring_register_buf_ring(&r->uring, &reg, 0);
-	if (ret < 0)
-		goto fail;
-	p->nbufs = nbufs;
-	p->size = size;
-	p->mask = io_uring_buf_ring_mask(nbufs);
-	io_uring_buf_ring_init(p->br);
-	for (unsigned i = 0; i < nbufs; i++)
-		io_uring_buf_ring_add(p->br, p->base + (size_t)i * size, size, (unsigned short)i, p->mask, (int)i);
-	io_uring_buf_ring_advance(p->br, (int)nbufs);
-	p->avail = nbufs;
-	r->pbufs = p;
-	return 0;
-fail:
-	if (p->br != MAP_FAILED && p->br)
-		munmap(p->br, ring_bytes);
-	if (p->base != MAP_FAILED && p->base)
-		munmap(p->base, (size_t)nbufs * size);
-	free(p->refs);
-	free(p);
-	return ret;
-}
-
-void
-pbuf_pool_destroy(struct ring *r)
-{
-	struct pbuf_pool *p = r->pbufs;
-
-	io_uring_unregister_buf_ring(&r->uring, PBUF_GROUP);
-	munmap(p->br, sizeof(struct io_uring_buf) * p->nbufs);
-	munmap(p->base, (size_t)p->nbufs * p->size);
-	free(p->refs);
-	free(p);
-	r->pbufs = NULL;
-}
-
-void
-pbuf_unref(struct ring *r, int bid)
-{
-	struct pbuf_pool *p = r->pbufs;
-
-	if (--p->refs[bid] != 0)
-		return;
-	io_uring_buf_ring_add(p->br, pbuf_ptr(r, bid), p->size, (unsigned short)bid, p->mask, 0);
-	io_uring_buf_ring_advance(p->br, 1);
-	p->avail++;
 }

@@ -13,6 +13,7 @@
 #include <liburing.h>
 #include <stdint.h>
 #include "core.h"
+#include "pbuf.h"
 #include "timer.h"
 
 struct ring_op;
@@ -22,7 +23,6 @@ struct ring_op {
 	ring_cb *cb;
 };
 
-struct pbuf_pool;
 struct conn;
 
 struct ring {
@@ -67,22 +67,5 @@ void ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg
  * kernel can hand back operations that were cancelled. No timers, no turn.
  */
 void ring_poll(struct ring *r, unsigned wait_ms);
-
-/* Buffer pool (core/pbuf.c), shared by every conn of the ring. */
-#define PBUF_GROUP 1
-struct pbuf_pool {
-	struct io_uring_buf_ring *br;
-	char *base;
-	uint32_t nbufs, size, mask;
-	uint32_t avail;			/* buffers currently in the kernel ring */
-	uint16_t *refs;
-};
-int pbuf_pool_init(struct ring *r, unsigned nbufs, unsigned size);
-void pbuf_pool_destroy(struct ring *r);
-static inline char *pbuf_ptr(struct ring *r, int bid) { return r->pbufs->base + (size_t)bid * r->pbufs->size; }
-/* Keep a received buffer alive past its on_recv call. */
-static inline void pbuf_ref(struct ring *r, int bid) { r->pbufs->refs[bid]++; }
-/* Drop a reference; the last one gives the buffer back to the kernel. */
-void pbuf_unref(struct ring *r, int bid);
 
 #endif

@@ -362,7 +362,7 @@ data_backlogged(const struct session *s, const struct conn *bc)
 
 	if (conn_queued(bc) > DATA_HIGH_WATER || bc->seg_count > DATA_MAX_SEGS)
 		return 1;
-	return p->avail < p->nbufs / 4 && bc->seg_count >= 2;
+	return pbuf_free_count(p) < p->nbufs / 4 && bc->seg_count >= 2;
 }
 
 static void

@@ -25,8 +25,10 @@
 /*
  * Receive buffers, shared by all sessions of the worker. Measured on 1 MB
  * messages (make bench): 256 x 32 KiB cost ~35 % less CPU per message than
- * 512 x 64 KiB; a smaller pool stays in cache, and smaller sends to the
- * backend keep the loopback path cheaper. Overridable for experiments.
+ * 512 x 64 KiB: smaller sends to the backend keep the loopback path
+ * cheaper. pbuf.c hands the kernel only as many as a turn needs, the
+ * hottest first, so a quiet worker keeps to a few. Overridable for
+ * experiments.
  */
 #ifndef WORKER_PBUFS
 #define WORKER_PBUFS 256
