@@ -257,6 +257,7 @@ conn_recv_done(struct ring_op *op, int res, uint32_t flags)
 	data = bid >= 0 ? pbuf_ptr(c->ring->pbufs, bid) : c->rbuf;
 	c->drained = (uint32_t)res < (c->rbuf ? c->rbuf_size : c->ring->pbufs->size);
 	c->bytes_in += (uint64_t)res;
+	c->ring->rx_unsent += (size_t)res;
 	c->inflight++;
 	if (c->tls)
 		conn_tls_input(c, data, (size_t)res);

@@ -108,9 +108,9 @@ pbuf_refill(struct pbuf_pool *p)
 }
 
 /*
- * Twice the turn's demand, so a burst a little larger than the last
+ * Twice the demand since the last call, so a burst a little larger
  * still finds buffers: it grows at once (every -ENOBUFS costs a receive
- * again) and shrinks by an eighth of the excess a turn, so that one quiet
+ * again) and shrinks by an eighth of the excess a call, so that one quiet
  * turn in a busy stretch does not cut it.
  */
 void

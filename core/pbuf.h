@@ -48,7 +48,8 @@ void pbuf_taken(struct pbuf_pool *p, int bid);
 void pbuf_missed(struct pbuf_pool *p);
 /* Tops the kernel ring up to its depth; returns the buffers now in it. */
 uint32_t pbuf_refill(struct pbuf_pool *p);
-/* End of a loop turn: fits the depth to the turn's demand, then refills. */
+/* Before each submit (a loop turn's end, an early submit): fits the
+ * depth to the demand since the last call, then refills. */
 void pbuf_turn(struct pbuf_pool *p);
 
 /* Keeps a received buffer alive past its on_recv call. */

@@ -16,6 +16,9 @@
 #include "pbuf.h"
 #include "timer.h"
 
+/* Received bytes after which a batch's sends go to the kernel (ring.c). */
+#define RING_RX_BATCH (256 * 1024)
+
 struct ring_op;
 /* res and flags are the CQE's. */
 typedef void ring_cb(struct ring_op *op, int res, uint32_t flags);
@@ -38,6 +41,8 @@ struct ring {
 	unsigned nchunks;
 	int stop;			/* ring_run returns when set */
 	int no_poll_first;		/* the kernel refused IORING_RECVSEND_POLL_FIRST */
+	size_t rx_unsent;		/* bytes received since the last submit */
+	size_t rx_batch;		/* RING_RX_BATCH; tests lower it */
 	uint64_t cqe_overflows;
 };
 

@@ -3,7 +3,8 @@
  * joined by a socketpair: a receive after a short read asks the kernel
  * to poll first and one after a full buffer does not; a kernel that
  * refuses the poll-first flag (EINVAL) gets it no more, and the bytes
- * still arrive.
+ * still arrive. Once a batch of completions has brought rx_batch bytes,
+ * the ring hands the kernel what was queued before the next completion.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -158,6 +159,86 @@ test_poll_first_refused(void **state)
 	ring.no_poll_first = 0;
 }
 
+/* Early submits: sq_ready as each of a batch's receives is delivered. */
+static unsigned early_sq_ready[8], early_deliveries;
+
+static void
+on_recv_early(struct conn *c, char *data, size_t len, int bid)
+{
+	(void)c;
+	(void)data;
+	(void)len;
+	(void)bid;
+	if (early_deliveries < 8)
+		early_sq_ready[early_deliveries] = io_uring_sq_ready(&ring.uring);
+	early_deliveries++;
+}
+
+static const struct conn_ops early_ops = { .on_recv = on_recv_early };
+
+/*
+ * Two receives completing in one batch: the first one's handler re-arms
+ * its receive (an SQE). With rx_batch at 1 byte that SQE is submitted
+ * before the second completion is handled; with no limit it still waits.
+ */
+static int
+early_batch(size_t rx_batch, unsigned *sq_ready_second)
+{
+	struct peer x, y;
+	int sv1[2], sv2[2], one_batch;
+
+	memset(&x, 0, sizeof(x));
+	memset(&y, 0, sizeof(y));
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv1), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2), 0);
+	/* Data first, so both receives complete as soon as they are submitted. */
+	assert_int_equal(write(sv1[1], "x", 1), 1);
+	assert_int_equal(write(sv2[1], "y", 1), 1);
+	conn_init(&x.conn, &ring, sv1[0], &early_ops, &x);
+	conn_init(&y.conn, &ring, sv2[0], &early_ops, &y);
+	assert_int_equal(conn_use_private_buffer(&x.conn, RBUF), 0);
+	assert_int_equal(conn_use_private_buffer(&y.conn, RBUF), 0);
+	ring.rx_batch = rx_batch;
+	early_deliveries = 0;
+	conn_recv_start(&x.conn);
+	conn_recv_start(&y.conn);
+	for (int i = 0; i < 50 && early_deliveries == 0; i++)
+		ring_poll(&ring, 100);
+	one_batch = early_deliveries == 2;
+	*sq_ready_second = early_sq_ready[1];
+	ring.rx_batch = RING_RX_BATCH;
+	conn_close(&x.conn);
+	conn_close(&y.conn);
+	for (int i = 0; i < 50 && (x.conn.inflight || y.conn.inflight); i++)
+		ring_poll(&ring, 100);
+	assert_int_equal(x.conn.inflight + y.conn.inflight, 0);
+	close(sv1[1]);
+	close(sv2[1]);
+	return one_batch;
+}
+
+static void
+test_early_submit(void **state)
+{
+	unsigned sq_ready, batches = 0;
+
+	(void)state;
+	/* The kernel decides what one batch holds: retry until both came in one. */
+	for (int i = 0; i < 20 && batches < 2; i++) {
+		if (early_batch(SIZE_MAX, &sq_ready)) {
+			assert_int_equal(sq_ready, 1);
+			batches++;
+		}
+	}
+	for (int i = 0; i < 20 && batches < 4; i++) {
+		if (early_batch(1, &sq_ready)) {
+			assert_int_equal(sq_ready, 0);
+			batches++;
+		}
+	}
+	assert_int_equal(batches, 4);
+}
+
 static int
 setup(void **state)
 {
@@ -179,6 +260,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_poll_first_after_short_read),
 		cmocka_unit_test(test_poll_first_refused),
+		cmocka_unit_test(test_early_submit),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
