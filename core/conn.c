@@ -568,12 +568,7 @@ conn_ring_turn(struct ring *r)
 {
 	/* Give freed buffers to conns that found none: no more than there are
 	 * buffers, or the rest would only fail with ENOBUFS again. */
-	unsigned budget = 0;
-
-	if (r->pbufs) {
-		pbuf_turn(r->pbufs);
-		budget = pbuf_free_count(r->pbufs);
-	}
+	unsigned budget = r->pbufs ? pbuf_free_count(r->pbufs) : 0;
 
 	while (r->starved && budget) {
 		struct conn *c = r->starved;

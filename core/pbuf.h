@@ -28,7 +28,7 @@ struct pbuf_pool {
 	uint32_t avail;			/* free buffers in the kernel ring */
 	uint32_t nfree;			/* free buffers held back on stack[] */
 	uint32_t depth;			/* what the kernel ring is topped up to */
-	uint32_t demand;		/* buffers taken or missed this turn */
+	uint32_t demand;		/* buffers taken or missed since pbuf_turn */
 	uint16_t *refs;
 	uint16_t *stack;		/* held-back bids, the latest freed on top */
 };

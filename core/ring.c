@@ -1,8 +1,9 @@
 /*
  * ring.c - per-worker io_uring set-up (its provided-buffer pool is
- * pbuf.c's) and the event loop: submit, wait, dispatch a whole batch of completions, then
- * advance the timer wheel and run end-of-turn work, so every SQE queued
- * while handling one batch goes to the kernel in one io_uring_enter.
+ * pbuf.c's) and the event loop: submit, wait, dispatch a whole batch of
+ * completions, then advance the timer wheel and run end-of-turn work, so
+ * the SQEs queued while handling one batch go to the kernel together (in
+ * one io_uring_enter, or one per rx_batch received bytes: see below).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -90,6 +91,14 @@ ring_sqe(struct ring *r)
 	return sqe;
 }
 
+/* Before each submit: the buffer pool fits its depth and refills (pbuf.h). */
+static void
+ring_pool_turn(struct ring *r)
+{
+	if (r->pbufs)
+		pbuf_turn(r->pbufs);
+}
+
 /*
  * Many connections' data in one batch (100 clients sending 1 MB each:
  * 90 receives, 3 MB, in a turn) would be received, then scanned, then
@@ -103,8 +112,7 @@ static void
 ring_submit_early(struct ring *r)
 {
 	r->rx_unsent = 0;
-	if (r->pbufs)
-		pbuf_turn(r->pbufs);
+	ring_pool_turn(r);
 	io_uring_submit(&r->uring);
 }
 
@@ -116,6 +124,7 @@ ring_dispatch(struct ring *r)
 	struct io_uring_cqe *cqe;
 	unsigned head, count = 0;
 
+	r->rx_unsent = 0;	/* every dispatch follows a submit */
 	io_uring_for_each_cqe(&r->uring, head, cqe) {
 		struct ring_op *op = io_uring_cqe_get_data(cqe);
 		if (op)
@@ -154,10 +163,10 @@ ring_run(struct ring *r, void (*turn)(struct ring *r, void *arg), void *arg)
 			log_error("io_uring_submit_and_wait: %s", strerror(-ret));
 		if (IO_URING_READ_ONCE(*r->uring.sq.kflags) & IORING_SQ_CQ_OVERFLOW)
 			r->cqe_overflows++;
-		r->rx_unsent = 0;
 		timer_wheel_turn_begin(&r->timers);
 		ring_dispatch(r);
 		timer_wheel_advance(&r->timers);
+		ring_pool_turn(r);
 		conn_ring_turn(r);
 		if (turn)
 			turn(r, arg);

@@ -3,8 +3,8 @@
  * on socketpairs, handled the way conn.c does (taken, missed, unref,
  * turn). A one-at-a-time stream keeps to a handful of hot buffers instead
  * of cycling the pool; a burst larger than the kernel ring is missed once
- * and then finds buffers; the depth shrinks back slowly; no buffer is
- * ever lost.
+ * and then finds buffers; the depth shrinks back slowly; a conn arming a
+ * receive on an empty kernel ring refills it; no buffer is ever lost.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "pbuf.h"
 #include "ring.h"
 
@@ -167,15 +168,34 @@ test_burst_grows_then_shrinks(void **state)
 	}
 }
 
+static size_t conn_got;
+
 static void
-test_refill_when_ring_empty(void **state)
+on_recv_count(struct conn *c, char *data, size_t len, int bid)
+{
+	(void)c;
+	(void)data;
+	assert_true(bid >= 0);	/* a pool buffer, not a private one */
+	conn_got += len;
+}
+
+static const struct conn_ops count_ops = { .on_recv = on_recv_count };
+
+/*
+ * The kernel ring emptied within a turn while freed buffers wait on the
+ * stack: a conn arming a receive then refills it instead of starving
+ * (a starved conn waits for a turn end that ring_poll never runs).
+ */
+static void
+test_arm_refills_empty_ring(void **state)
 {
 	struct pbuf_pool *p = ring.pbufs;
-	int sv[2], bids[NBUFS], n = 0;
+	struct conn c;
+	int sv[2], cv[2], bids[NBUFS], n = 0;
 
 	(void)state;
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-	/* Take every buffer the kernel ring has, without a turn in between. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cv), 0);
 	while (p->avail) {
 		int res, bid;
 
@@ -186,15 +206,30 @@ test_refill_when_ring_empty(void **state)
 		pbuf_taken(p, bid);
 		bids[n++] = bid;
 	}
-	assert_int_equal(pbuf_free_count(p), NBUFS - n);
-	/* What conn_arm_recv does before it gives up on a receive. */
-	assert_int_equal(pbuf_refill(p), p->depth);
 	for (int i = 0; i < n; i++)
 		pbuf_unref(p, bids[i]);
+	assert_int_equal(p->avail, 0);
+	assert_int_equal(pbuf_free_count(p), NBUFS);
+	conn_init(&c, &ring, cv[0], &count_ops, NULL);
+	conn_recv_start(&c);
+	assert_false(c.starved);
+	assert_true(c.recv_armed);
+	assert_true(p->avail > 0);
+	conn_got = 0;
+	assert_int_equal(write(cv[1], "hello", 5), 5);
+	for (int i = 0; i < 50 && conn_got < 5; i++)
+		ring_poll(&ring, 100);
+	assert_int_equal(conn_got, 5);
+	conn_close(&c);
+	for (int i = 0; i < 50 && c.inflight; i++)
+		ring_poll(&ring, 100);
+	assert_int_equal(c.inflight, 0);
+	conn_ring_turn(&ring);	/* frees the closed conn, as ring_run would */
 	pbuf_turn(p);
 	assert_all_free(p);
 	close(sv[0]);
 	close(sv[1]);
+	close(cv[1]);
 }
 
 static int
@@ -218,7 +253,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stream_stays_on_few_buffers),
 		cmocka_unit_test(test_burst_grows_then_shrinks),
-		cmocka_unit_test(test_refill_when_ring_empty),
+		cmocka_unit_test(test_arm_refills_empty_ring),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
