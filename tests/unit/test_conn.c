@@ -184,34 +184,32 @@ static const struct conn_ops early_ops = { .on_recv = on_recv_early };
 static int
 early_batch(size_t rx_batch, unsigned *sq_ready_second)
 {
-	struct peer x, y;
+	struct conn x, y;
 	int sv1[2], sv2[2], one_batch;
 
-	memset(&x, 0, sizeof(x));
-	memset(&y, 0, sizeof(y));
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv1), 0);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv2), 0);
 	/* Data first, so both receives complete as soon as they are submitted. */
 	assert_int_equal(write(sv1[1], "x", 1), 1);
 	assert_int_equal(write(sv2[1], "y", 1), 1);
-	conn_init(&x.conn, &ring, sv1[0], &early_ops, &x);
-	conn_init(&y.conn, &ring, sv2[0], &early_ops, &y);
-	assert_int_equal(conn_use_private_buffer(&x.conn, RBUF), 0);
-	assert_int_equal(conn_use_private_buffer(&y.conn, RBUF), 0);
+	conn_init(&x, &ring, sv1[0], &early_ops, NULL);
+	conn_init(&y, &ring, sv2[0], &early_ops, NULL);
+	assert_int_equal(conn_use_private_buffer(&x, RBUF), 0);
+	assert_int_equal(conn_use_private_buffer(&y, RBUF), 0);
 	ring.rx_batch = rx_batch;
 	early_deliveries = 0;
-	conn_recv_start(&x.conn);
-	conn_recv_start(&y.conn);
+	conn_recv_start(&x);
+	conn_recv_start(&y);
 	for (int i = 0; i < 50 && early_deliveries == 0; i++)
 		ring_poll(&ring, 100);
 	one_batch = early_deliveries == 2;
 	*sq_ready_second = early_sq_ready[1];
 	ring.rx_batch = RING_RX_BATCH;
-	conn_close(&x.conn);
-	conn_close(&y.conn);
-	for (int i = 0; i < 50 && (x.conn.inflight || y.conn.inflight); i++)
+	conn_close(&x);
+	conn_close(&y);
+	for (int i = 0; i < 50 && (x.inflight || y.inflight); i++)
 		ring_poll(&ring, 100);
-	assert_int_equal(x.conn.inflight + y.conn.inflight, 0);
+	assert_int_equal(x.inflight + y.inflight, 0);
 	conn_ring_turn(&ring);	/* frees what the closes left, as ring_run would */
 	close(sv1[1]);
 	close(sv2[1]);
