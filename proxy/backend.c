@@ -163,7 +163,8 @@ blink_new(struct bpool *p)
 void
 bpool_prewarm(struct bpool *p)
 {
-	if (p->nlinks == 0)
+	/* A pool that failed just now is left alone until it may be tried again. */
+	if (p->nlinks == 0 && !p->worker->stopping && p->down_until_ms <= timer_now_ms())
 		blink_new(p);
 }
 

@@ -104,7 +104,11 @@ struct bpool {
  */
 struct bpool *bpool_get(struct worker *w, const struct cfg_backend *b, const struct config *cfg);
 void bpool_configure(struct bpool *p, const struct cfg_backend *b, const struct config *cfg);
-/* Opens one link per pool so EHLO capabilities are known early. */
+/*
+ * Opens a link on a pool that has none, so its EHLO capabilities are
+ * known before a transaction needs them; not while the pool is marked
+ * down or the worker stops.
+ */
 void bpool_prewarm(struct bpool *p);
 void bpool_close_all(struct worker *w);
 /* At worker exit, once every link has closed: frees the pools. */

@@ -815,15 +815,24 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 static int
 dsn_offered(struct session *s)
 {
+	int all = s->lst->nbackends > 0;
+
 	/* DSN is offered only when every backend of the listener has said it supports it. */
-	if (s->lst->nbackends == 0)
-		return 0;
 	for (unsigned i = 0; i < s->lst->nbackends; i++) {
 		struct bpool *p = bpool_get(s->w, &s->cfg->backends[s->lst->backends[i]], s->cfg);
-		if (!p->caps_known || !(p->caps & BCAP_DSN))
-			return 0;
+
+		if (!p->caps_known) {
+			/*
+			 * Not learned yet (the backend was down when the worker
+			 * started, say): a link now, so that later sessions know.
+			 */
+			bpool_prewarm(p);
+			all = 0;
+		} else if (!(p->caps & BCAP_DSN)) {
+			all = 0;
+		}
 	}
-	return 1;
+	return all;
 }
 
 static void

@@ -10,7 +10,7 @@ import time
 import unittest
 
 from harness import (enhanced, CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate_config,
-                     make_message, start_mxgate, start_mxsink, ThreadedBackend)
+                     make_message, start_mxgate, start_mxsink, ThreadedBackend, wait_until)
 
 
 
@@ -245,6 +245,28 @@ class Backends(MxTestCase):
             cmds = list(fb.commands)
         self.assertIn(b"MAIL FROM:<a@example.test> RET=HDRS ENVID=id+2B1 BODY=8BITMIME SMTPUTF8", cmds)
         self.assertIn(b"RCPT TO:<b@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.test", cmds)
+
+    def test_dsn_learned_once_backend_recovers(self):
+        """A backend unwilling at start: once it is back, an EHLO opens a link to it, so later sessions offer DSN."""
+        fb = FakeBackend(self, "greet_421")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        wait_until(lambda: fb.connections >= 1, 5 * SCALE, what="the start-up link to the backend")
+        with fb.lock:
+            fb.mode = "dsn"
+        time.sleep(2.3)  # past the 2 s a failed backend is skipped
+        c, kw = self.ehlo_keywords(gate)
+        self.assertNotIn(b"DSN", kw)  # nothing learned yet: not offered
+        c.close()
+        deadline = time.monotonic() + 5 * SCALE
+        while True:
+            c, kw = self.ehlo_keywords(gate)
+            if b"DSN" in kw or time.monotonic() > deadline:
+                break
+            c.close()
+            time.sleep(0.1)
+        self.assertIn(b"DSN", kw)
+        self.assertEqual(fb.transactions, 0, "learned without a transaction")
 
     def test_no_dsn_without_backend_support(self):
         """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""
