@@ -38,6 +38,8 @@
 #endif
 #define WORKER_BACKLOG 4096
 #define DRAIN_GRACE_MS 2000
+/* At start, the longest wait for the backends' EHLO before listening. */
+#define SETTLE_MAX_MS 1000
 
 static void worker_ev_arm(struct worker *w);
 
@@ -178,6 +180,51 @@ worker_pools_sync(struct worker *w)
 	}
 }
 
+/* Every pool has learned its backend's EHLO, or failed to. */
+static int
+worker_pools_settled(const struct worker *w)
+{
+	for (const struct bpool *p = w->pools; p; p = p->next)
+		if (!p->caps_known && p->down_until_ms == 0)
+			return 0;
+	return 1;
+}
+
+static void
+settle_turn(struct ring *r, void *arg)
+{
+	if (worker_pools_settled(arg))
+		r->stop = 1;
+}
+
+static void
+settle_timeout(struct timer *t)
+{
+	struct worker *w = container_of(t, struct worker, settle_timer);
+
+	w->ring.stop = 1;
+}
+
+/*
+ * Runs the ring, before any listener exists, until the first link of
+ * every pool has its backend's EHLO reply (or failed), for at most
+ * SETTLE_MAX_MS: the first client's EHLO then offers what the backends
+ * offer (DSN), as every later one does, instead of racing the links.
+ */
+static void
+worker_settle_pools(struct worker *w)
+{
+	timer_init(&w->settle_timer, settle_timeout);
+	timer_arm(&w->ring.timers, &w->settle_timer, SETTLE_MAX_MS);
+	if (!worker_pools_settled(w))
+		ring_run(&w->ring, settle_turn, w);
+	timer_cancel(&w->ring.timers, &w->settle_timer);
+	if (!worker_pools_settled(w))
+		log_warn("worker %u: a backend has not answered EHLO within %d ms; listening without its capabilities",
+			 w->id, SETTLE_MAX_MS);
+	w->ring.stop = 0;
+}
+
 static void
 drain_timeout(struct timer *t)
 {
@@ -304,15 +351,17 @@ worker_main(void *arg)
 		snprintf(w->init_err, sizeof(w->init_err), "offload queue: %s", strerror(errno));
 		w->init_status = -1;
 		sem_post(w->started);
-	} else if (w->evfd < 0 || worker_listeners_sync(w, w->init_err, sizeof(w->init_err)) < 0) {
-		if (w->evfd < 0)
-			snprintf(w->init_err, sizeof(w->init_err), "eventfd: %s", strerror(errno));
+	} else if (w->evfd < 0) {
+		snprintf(w->init_err, sizeof(w->init_err), "eventfd: %s", strerror(errno));
 		w->init_status = -1;
 		sem_post(w->started);
-		/* main stops us; the ring loop still runs so listeners close cleanly. */
 	} else {
+		/* Backends first, so the first client's EHLO already offers what they offer. */
 		worker_pools_sync(w);
-		if (w->store_shared)
+		worker_settle_pools(w);
+		if (worker_listeners_sync(w, w->init_err, sizeof(w->init_err)) < 0)
+			w->init_status = -1;	/* main stops us; the loop below closes what is open */
+		else if (w->store_shared)
 			w->store = store_worker_new(w->store_shared, &w->ring);
 		sem_post(w->started);
 	}

@@ -39,6 +39,7 @@ struct worker {
 	int exiting;			/* the ring has stopped: completions must not send */
 	uint64_t drain_deadline_ms;
 	struct timer drain_timer;
+	struct timer settle_timer;	/* bounds the wait for the backends at start */
 	struct wlistener *listeners;
 	unsigned nlisteners_open;
 	struct bpool *pools;

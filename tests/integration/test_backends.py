@@ -20,6 +20,8 @@ class FakeBackend(ThreadedBackend):
       mode "close_mid_data": closes the connection after close_after bytes of DATA;
       mode "greet_421": greets with 421 and closes;
       mode "dsn": a healthy backend that also offers DSN;
+      mode "slow_dsn": the same, greeting only after 0.5 s;
+      mode "mute": accepts connections and never says a word;
       mode "silent_mail": never answers MAIL;
       mode "close_after_mail": accepts MAIL, then closes the connection;
       mode "421_after_mail": accepts MAIL, then says 421 unasked and closes.
@@ -43,6 +45,11 @@ class FakeBackend(ThreadedBackend):
     def serve(self, s):
         s.settimeout(0.2)
         try:
+            if self.mode in ("slow_dsn", "mute"):
+                # a backend slow to greet, or that never does
+                self.stop.wait(0.5 if self.mode == "slow_dsn" else 30)
+                if self.mode == "mute":
+                    return
             if self.mode == "greet_421":
                 s.sendall(b"421 4.3.2 fake backend not available\r\n")
                 s.close()
@@ -77,7 +84,7 @@ class FakeBackend(ThreadedBackend):
                         self.commands.append(line.rstrip(b"\r"))
                     verb = line.strip().split(b" ")[0].upper()
                     if verb in (b"EHLO", b"LHLO"):
-                        dsn = b"250-DSN\r\n" if self.mode == "dsn" else b""
+                        dsn = b"250-DSN\r\n" if self.mode in ("dsn", "slow_dsn") else b""
                         s.sendall(b"250-fake.backend\r\n250-PIPELINING\r\n250-8BITMIME\r\n" + dsn +
                                   b"250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 SIZE 104857600\r\n")
                     elif verb == b"MAIL" and self.mode == "silent_mail":
@@ -267,6 +274,25 @@ class Backends(MxTestCase):
             time.sleep(0.1)
         self.assertIn(b"DSN", kw)
         self.assertEqual(fb.transactions, 0, "learned without a transaction")
+
+    def test_first_ehlo_offers_dsn_of_slow_backend(self):
+        """mxgate listens once its backends have answered EHLO, so even the first client's EHLO offers DSN."""
+        fb = FakeBackend(self, "slow_dsn")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        c, kw = self.ehlo_keywords(gate)
+        self.assertIn(b"DSN", kw)
+
+    def test_mute_backend_delays_listening_at_most_a_second(self):
+        """A backend that never greets: mxgate still listens, about a second after start, and says why in its log."""
+        fb = FakeBackend(self, "mute")
+        port = free_port()
+        t0 = time.monotonic()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        self.assertLess(time.monotonic() - t0, 5 * SCALE)
+        c, kw = self.ehlo_keywords(gate)
+        self.assertNotIn(b"DSN", kw)
+        self.assertIn(b"has not answered EHLO within 1000 ms", gate.log())
 
     def test_no_dsn_without_backend_support(self):
         """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""
