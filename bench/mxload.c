@@ -25,6 +25,7 @@
 #include "load_parse.h"
 #include "load_tls.h"
 #include "mem.h"
+#include "version.h"
 
 #define LOAD_MAX_CONNS 100000
 #define LOAD_MAX_THREADS 256
@@ -42,6 +43,7 @@ usage(FILE *f)
 "              [--rate MSGS_PER_S] [--from ADDR] [--rcpt-domain DOMAIN] [--json]\n"
 "              [--id-log FILE] [--per-connection K] [--threads T] [--helo NAME]\n"
 "              [--timeout D]\n"
+"       mxload -V | -h\n"
 "  --target ADDR        host:port, [v6]:port or unix:/path\n"
 "  --connections N      concurrent connections (10)\n"
 "  --messages M         messages in all (1000); or --duration D (250ms, 10s, 5m)\n"
@@ -144,6 +146,7 @@ static const struct option load_opts[] = {
 	{ "tls-verify", required_argument, 0, O_TLS_VERIFY },
 	{ "auth", required_argument, 0, O_AUTH },
 	{ "help", no_argument, 0, O_HELP },
+	{ "version", no_argument, 0, 'V' },
 	{ 0, 0, 0, 0 },
 };
 
@@ -280,9 +283,13 @@ load_args(struct load_cfg *cfg, int argc, char **argv)
 	int o, have_msgs = 0;
 
 	load_defaults(cfg);
-	while ((o = getopt_long(argc, argv, "h", load_opts, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "hV", load_opts, NULL)) != -1) {
 		if (o == 'h' || o == O_HELP) {
 			usage(stdout);
+			return -1;
+		}
+		if (o == 'V') {
+			printf("mxload %s\n", MXGATE_VERSION);
 			return -1;
 		}
 		if (o == '?')

@@ -19,6 +19,7 @@
 #include "mem.h"
 #include "sink.h"
 #include "tls.h"
+#include "version.h"
 
 /*
  * Receive buffers: few large ones, shared by every session of a worker
@@ -54,6 +55,7 @@ usage(FILE *f)
 		"              [--delay DURATION] [--fail-rate P] [--max-messages N]\n"
 		"              [--quiet] [--workers N]\n"
 		"              [--tls-cert FILE --tls-key FILE [--tls-implicit]]\n"
+"       mxsink -V | -h\n"
 		"  ADDR: 127.0.0.1:PORT, [::1]:PORT or unix:/path\n"
 		"  DURATION: 250ms, 2s, 1m, 1h (a bare number is seconds)\n"
 		"  --tls-cert, --tls-key: PEM certificate chain and key; STARTTLS is offered\n"
@@ -166,12 +168,13 @@ parse_args(int argc, char **argv)
 		{ "tls-key", required_argument, NULL, O_TLS_KEY },
 		{ "tls-implicit", no_argument, NULL, O_TLS_IMPLICIT },
 		{ "help", no_argument, NULL, O_HELP },
+		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int ch;
 
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case O_LISTEN: add_listen(optarg); break;
 		case O_LMTP: sink_opts.lmtp = 1; break;
@@ -187,7 +190,9 @@ parse_args(int argc, char **argv)
 		case O_TLS_CERT: sink_opts.tls_cert = optarg; break;
 		case O_TLS_KEY: sink_opts.tls_key = optarg; break;
 		case O_TLS_IMPLICIT: sink_opts.tls_implicit = 1; break;
+		case 'h':
 		case O_HELP: usage(stdout); exit(0);
+		case 'V': printf("mxsink %s\n", MXGATE_VERSION); exit(0);
 		default: bad_usage("option", optind > 1 ? argv[optind - 1] : NULL);
 		}
 	}

@@ -1,6 +1,7 @@
 """
 The command line: mxgate -t -c FILE (0 if valid, else 1 with
-"FILE:LINE: message" on stderr), -V, -h, and the shipped example config.
+"FILE:LINE: message" on stderr), -V, -h (mxsink and mxload's too), and the
+shipped example config.
 """
 
 import os
@@ -157,6 +158,21 @@ class ConfigCli(MxTestCase):
         rc, out, err = self.run_gate("--no-such-option")
         self.assertNotEqual(rc, 0)
         self.assertTrue(err.strip(), "nothing on stderr")
+
+    def test_bench_tools_version_and_help(self):
+        """mxsink and mxload answer -V and -h (and --version, --help) with exit 0; a bad option exits non-zero."""
+        for prog in ("mxsink", "mxload"):
+            for args, want in ((["-V"], r"^%s \d+\.\d+" % prog), (["--version"], r"^%s \d+\.\d+" % prog),
+                               (["-h"], r"usage: %s" % prog), (["--help"], r"usage: %s" % prog)):
+                p = subprocess.run([binary(prog)] + args, stdin=subprocess.DEVNULL,
+                                   capture_output=True, timeout=20 * SCALE)
+                out = p.stdout.decode("utf-8", "replace")
+                self.assertEqual(p.returncode, 0, (prog, args, out, p.stderr))
+                self.assertRegex(out, want, (prog, args))
+            p = subprocess.run([binary(prog), "--no-such-option"], stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=20 * SCALE)
+            self.assertNotEqual(p.returncode, 0, prog)
+            self.assertTrue(p.stderr.strip(), prog)
 
 
 if __name__ == "__main__":
