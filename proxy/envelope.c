@@ -234,18 +234,20 @@ envelope_clean_reply(const char *in, size_t len, char *out, size_t outlen)
 			n--;
 		if (n >= 3 && p[0] >= '2' && p[0] <= '5' && p[1] >= '0' && p[1] <= '9' &&
 		    p[2] >= '0' && p[2] <= '9') {
-			int more = nl && nl + 1 < end && n > 3 && p[3] == '-';
 			if (o + n + 3 > outlen)
 				break;
 			memcpy(out + o, p, 3);
-			out[o + 3] = more ? '-' : ' ';
+			/*
+			 * A continuation whatever the backend said: only the last
+			 * line written may read as final (below), or a client
+			 * would take what follows it for its next reply.
+			 */
+			out[o + 3] = '-';
 			o += 4;
 			for (size_t i = 4; i < n; i++) {
 				unsigned char c = (unsigned char)p[i];
 				out[o++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
 			}
-			if (n == 3)
-				out[o - 1] = ' ';
 			out[o++] = '\r';
 			out[o++] = '\n';
 		}

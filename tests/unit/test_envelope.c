@@ -153,6 +153,10 @@ test_clean_reply(void **state)
 	/* Output is bounded. */
 	n = envelope_clean_reply("250 0123456789012345678901234567890123456789\r\n", 46, out, 20);
 	assert_true(n <= 20);
+	/* Only the last line reads as final: a client must see one reply (found by fuzz_envelope). */
+	n = envelope_clean_reply("444\r\n.\r\n250 ok\r\n550 no\r\n", 24, out, sizeof(out));
+	assert_int_equal(n, 22);
+	assert_memory_equal(out, "444-\r\n250-ok\r\n550 no\r\n", n);
 }
 
 static void
