@@ -394,7 +394,7 @@ blink_dispatch(struct blink *l, int code)
 			return -1;
 		}
 		/* Whatever followed the 220 in clear is dropped: only the handshake may come next. */
-		l->reply_len = l->line_start = 0;
+		l->reply_len = 0;
 		l->state = BL_HANDSHAKE;
 		rc = conn_tls_start(&l->conn, l->pool->tls, 0, NULL);
 		if (rc < 0) {
@@ -463,6 +463,8 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 		size_t n = nl ? (size_t)(nl - data) + 1 : len;
 		size_t room = sizeof(l->reply) - l->reply_len;
 
+		for (size_t i = 0; i < n && l->head_len < sizeof(l->head); i++)
+			l->head[l->head_len++] = data[i];
 		/* An over-long reply is kept truncated; the code is what matters. */
 		if (n <= room) {
 			memcpy(l->reply + l->reply_len, data, n);
@@ -476,32 +478,33 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 		len -= n;
 		if (nl == NULL)
 			break;
-		/* One full line: last line of the reply when the 4th char is not '-'. */
+		/*
+		 * One full line: the last of the reply when its 4th octet is not
+		 * '-'. Read from head, not from reply, which may have no room
+		 * left for the lines after an over-long one.
+		 */
 		{
-			const char *ln = l->reply + l->line_start;
-			size_t lnlen = l->reply_len - l->line_start;
+			const char *ln = l->head;
 			int code;
 
-			if (lnlen < 4 || ln[0] < '2' || ln[0] > '5' || ln[1] < '0' || ln[1] > '9' ||
+			if (l->head_len < 4 || ln[0] < '2' || ln[0] > '5' || ln[1] < '0' || ln[1] > '9' ||
 			    ln[2] < '0' || ln[2] > '9' || (ln[3] != ' ' && ln[3] != '-' && ln[3] != '\r' && ln[3] != '\n')) {
 				log_warn("backend=%s addr=%s sent a malformed reply line", l->pool->name, l->pool->addr_str);
-				l->reply_len = l->line_start = 0;
+				l->reply_len = 0;
+				l->head_len = 0;
 				if (l->state == BL_BUSY)
 					blink_fail_owner(l, -EPROTO);
 				else
 					blink_on_eof(c, -EPROTO);
 				return;
 			}
-			if (ln[3] == '-' && !l->overflow) {
-				l->line_start = l->reply_len;
-				continue;
-			}
+			l->head_len = 0;
 			if (ln[3] == '-')
 				continue;
 			code = (ln[0] - '0') * 100 + (ln[1] - '0') * 10 + (ln[2] - '0');
 			if (blink_dispatch(l, code) < 0)
 				return;
-			l->reply_len = l->line_start = 0;
+			l->reply_len = 0;
 			l->overflow = 0;
 		}
 	}

@@ -65,8 +65,9 @@ struct blink {
 	/* reply assembly */
 	char reply[BREPLY_MAX];
 	size_t reply_len;
-	size_t line_start;
 	int overflow;
+	char head[4];			/* the current line's first octets, kept */
+	unsigned head_len;		/* even when the line no longer fits in reply */
 	unsigned transactions;
 	unsigned xforward_attrs;	/* FWD_* the backend lists after XFORWARD */
 	unsigned xclient_attrs;		/* ... and after XCLIENT */

@@ -22,6 +22,7 @@ class FakeBackend(ThreadedBackend):
       mode "dsn": a healthy backend that also offers DSN;
       mode "slow_dsn": the same, greeting only after 0.5 s;
       mode "mute": accepts connections and never says a word;
+      mode "long_replies": answers RCPT with 100 continuation lines (8 KB) before the last;
       mode "silent_mail": never answers MAIL;
       mode "close_after_mail": accepts MAIL, then closes the connection;
       mode "421_after_mail": accepts MAIL, then says 421 unasked and closes.
@@ -101,6 +102,9 @@ class FakeBackend(ThreadedBackend):
                                 s.sendall(b"421 4.3.2 shutting down\r\n")
                             s.close()
                             return
+                    elif verb == b"RCPT" and self.mode == "long_replies":
+                        s.sendall(b"".join(b"250-2.1.5 line %03d %s\r\n" % (i, b"x" * 60)
+                                           for i in range(100)) + b"250 2.1.5 ok, at last\r\n")
                     elif verb == b"RCPT":
                         s.sendall(b"250 2.1.5 ok\r\n")
                     elif verb == b"DATA":
@@ -293,6 +297,24 @@ class Backends(MxTestCase):
         c, kw = self.ehlo_keywords(gate)
         self.assertNotIn(b"DSN", kw)
         self.assertIn(b"has not answered EHLO within 1000 ms", gate.log())
+
+    def test_reply_longer_than_buffer(self):
+        """A backend reply over mxgate's 4 KB reply buffer still ends where the backend ends it: relayed at once, cut short, well-formed."""
+        fb = FakeBackend(self, "long_replies")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port],
+                                              server={"timeout_command": "20s"}))
+        c = self.open_session(gate)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        t0 = time.monotonic()
+        r = c.cmd("RCPT TO:<b@example.test>", timeout=15)
+        self.assertLess(time.monotonic() - t0, 5 * SCALE, "the reply's end was missed")
+        self.assertEqual(r.code, 250, r)
+        self.assertLess(len(r.raw), 4200)
+        for line in r.raw.split(b"\r\n")[:-1]:
+            self.assertRegex(line, rb"^250[- ]")
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
 
     def test_no_dsn_without_backend_support(self):
         """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""
