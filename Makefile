@@ -157,7 +157,8 @@ fuzz:
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_data_scan.c proxy/data_scan.c -o build/fuzz/fuzz_data_scan
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_proxy_proto.c proxy/proxy_proto.c core/net.c -o build/fuzz/fuzz_proxy_proto
 	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_envelope.c proxy/envelope.c proxy/smtp_parse.c -o build/fuzz/fuzz_envelope
-	$(Q)for t in smtp_parse data_scan proxy_proto envelope; do \
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_sasl.c proxy/sasl.c -o build/fuzz/fuzz_sasl
+	$(Q)for t in smtp_parse data_scan proxy_proto envelope sasl; do \
 		mkdir -p build/fuzz/corpus_$$t; \
 		seeds=; [ -d tests/fuzz/corpus_$$t ] && seeds=tests/fuzz/corpus_$$t; \
 		build/fuzz/fuzz_$$t -dict=tests/fuzz/smtp.dict -max_len=4096 \
