@@ -148,6 +148,10 @@ blink_new(struct bpool *p)
 		return NULL;
 	}
 	p->nlinks++;
+	l->all_next = p->all;
+	if (p->all)
+		p->all->all_prev = l;
+	p->all = l;
 	l->state = BL_CONNECTING;
 	ret = conn_connect(&l->conn, &p->addr);
 	if (ret < 0) {
@@ -268,6 +272,12 @@ blink_on_closed(struct conn *c)
 
 	timer_cancel(&p->worker->ring.timers, &l->timer);
 	p->nlinks--;
+	if (l->all_prev)
+		l->all_prev->all_next = l->all_next;
+	else
+		p->all = l->all_next;
+	if (l->all_next)
+		l->all_next->all_prev = l->all_prev;
 	free(l);
 	/* A slot freed up: a waiting acquisition can have a new link. */
 	if (p->waiters && p->nlinks < p->max_conns && !p->worker->stopping)
@@ -736,6 +746,15 @@ bpool_close_all(struct worker *w)
 			struct blink *l = p->idle;
 			p->idle = l->next_idle;
 			p->nidle--;
+			l->state = BL_CLOSED;
+			blink_set_timer(l, 0);
+			conn_close(&l->conn);
+		}
+		/* Links still connecting or greeting (a mute backend) would hold the exit up. */
+		for (struct blink *l = p->all, *next; l; l = next) {
+			next = l->all_next;
+			if (l->state > BL_HANDSHAKE || l->acq)
+				continue;
 			l->state = BL_CLOSED;
 			blink_set_timer(l, 0);
 			conn_close(&l->conn);

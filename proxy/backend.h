@@ -45,6 +45,7 @@ typedef void blink_reply_fn(struct blink *l, void *owner, int code, const char *
 typedef void blink_ready_fn(void *owner, struct blink *l);
 
 enum blink_state {
+	/* setting up, in this order up to BL_HANDSHAKE (bpool_close_all relies on it) */
 	BL_CONNECTING, BL_GREETING, BL_EHLO, BL_STARTTLS, BL_HANDSHAKE,
 	BL_IDLE, BL_BUSY, BL_RSET, BL_CLOSED,
 };
@@ -56,6 +57,7 @@ struct blink {
 	unsigned caps;
 	uint64_t max_size;		/* backend's SIZE, 0 = none */
 	struct blink *next_idle;
+	struct blink *all_next, *all_prev;	/* every link of the pool */
 	struct timer timer;
 	struct bacquire *acq;		/* acquisition this link is being set up for */
 	/* the transaction that holds the link */
@@ -87,6 +89,7 @@ struct bpool {
 	uint64_t data_timeout_ms;	/* reply after the final dot */
 	int current_weight;		/* smooth weighted round robin */
 	unsigned nlinks;		/* every link, idle or not */
+	struct blink *all;		/* ... listed, so a stop can close those still setting up */
 	struct blink *idle;
 	unsigned nidle;
 	unsigned caps;			/* from the last successful EHLO */

@@ -4,6 +4,7 @@ to a healthy one, a backend that fails in the middle of DATA, and the
 weighted round-robin split.
 """
 
+import signal
 import smtplib
 import threading
 import time
@@ -297,6 +298,12 @@ class Backends(MxTestCase):
         c, kw = self.ehlo_keywords(gate)
         self.assertNotIn(b"DSN", kw)
         self.assertIn(b"has not answered EHLO within 1000 ms", gate.log())
+        c.close()
+        # the link still waiting for a greeting does not hold the exit up (nor leak)
+        t1 = time.monotonic()
+        gate.proc.signal(signal.SIGTERM)
+        self.assertEqual(gate.proc.wait(10 * SCALE), 0)
+        self.assertLess(time.monotonic() - t1, 1.5 if SCALE == 1 else 5)
 
     def test_reply_longer_than_buffer(self):
         """A backend reply over mxgate's 4 KB reply buffer still ends where the backend ends it: relayed at once, cut short, well-formed."""
