@@ -24,6 +24,8 @@ class FakeBackend(ThreadedBackend):
       mode "slow_dsn": the same, greeting only after 0.5 s;
       mode "mute": accepts connections and never says a word;
       mode "long_replies": answers RCPT with 100 continuation lines (8 KB) before the last;
+      mode "refuse_data": answers DATA with 554;
+      mode "close_at_data": closes the connection on DATA;
       mode "silent_mail": never answers MAIL;
       mode "close_after_mail": accepts MAIL, then closes the connection;
       mode "421_after_mail": accepts MAIL, then says 421 unasked and closes.
@@ -108,6 +110,11 @@ class FakeBackend(ThreadedBackend):
                                            for i in range(100)) + b"250 2.1.5 ok, at last\r\n")
                     elif verb == b"RCPT":
                         s.sendall(b"250 2.1.5 ok\r\n")
+                    elif verb == b"DATA" and self.mode == "close_at_data":
+                        s.close()
+                        return
+                    elif verb == b"DATA" and self.mode == "refuse_data":
+                        s.sendall(b"554 5.3.0 no data today\r\n")
                     elif verb == b"DATA":
                         s.sendall(b"354 go ahead\r\n")
                         in_data = True
@@ -322,6 +329,38 @@ class Backends(MxTestCase):
             self.assertRegex(line, rb"^250[- ]")
         self.assertEqual(c.cmd("RSET").code, 250)
         self.assertEqual(c.cmd("QUIT").code, 221)
+
+    def test_backend_refuses_data(self):
+        """The backend's refusal of DATA is relayed as it is, and the session goes on."""
+        fb = FakeBackend(self, "refuse_data")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        c = self.open_session(gate)
+        for _ in range(2):
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+            r = c.cmd("DATA")
+            self.assertEqual((r.code, r.lines[0]), (554, b"5.3.0 no data today"), r)
+            self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        with fb.lock:
+            self.assertEqual(fb.transactions, 2)
+
+    def test_backend_lost_at_data(self):
+        """The backend closes on DATA: 451 4.4.2, and the next transaction gets a new link."""
+        fb = FakeBackend(self, "close_at_data")
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        c = self.open_session(gate)
+        for _ in range(2):
+            self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+            self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+            r = c.cmd("DATA")
+            self.assertEqual(r.code, 451, r)
+            self.assertEqual(r.lines[0][:5], b"4.4.2", r)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        with fb.lock:
+            self.assertEqual(fb.transactions, 2)
 
     def test_no_dsn_without_backend_support(self):
         """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""

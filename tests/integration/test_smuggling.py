@@ -134,6 +134,23 @@ class Smuggling(MxTestCase):
         self.assertTrue(500 <= r.code < 600, r)
         self.sink.assert_stored(self, 0)
 
+    def test_refused_data_then_session_goes_on(self):
+        """MAIL, a refused RCPT and DATA pipelined: DATA gets 503, and the session goes on."""
+        c = self.open_session(self.gate)
+        c.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<x@not-relayed.test>\r\nDATA\r\n")
+        self.assertEqual([c.reply(timeout=20).code for _ in range(3)], [250, 554, 503])
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+
+    def test_message_pipelined_before_354_is_data(self):
+        """DATA accepted: bytes sent before the 354 are the message, as a lenient server takes them."""
+        c = self.open_session(self.gate)
+        msg = make_message(subject="eager")
+        c.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n" +
+               dot_stuff(msg) + b"NOOP\r\n")
+        self.assertEqual([c.reply(timeout=20).code for _ in range(5)], [250, 250, 354, 250, 250])
+        self.sink.assert_stored(self, 1)
+
 
 class LineLength(MxTestCase):
     def setUp(self):
