@@ -14,13 +14,15 @@ when installed, else by libcrypt through ctypes (tls_fixtures.make_hash).
 import base64
 import os
 import re
+import resource
 import shutil
+import signal
 import smtplib
 import threading
 import time
 import unittest
 
-from harness import (enhanced, HOSTNAME, SCALE, MxTestCase, check_config_file, config_line, dot_stuff,
+from harness import (enhanced, HOSTNAME, SCALE, MxTestCase, Proc, binary, check_config_file, config_line, dot_stuff,
                      free_port, gate_config, make_message, port_open, postfix_skip_reason,
                      smtp_from, start_mxgate, start_mxsink, start_postfix_smtpd,
                      strip_first_received, wait_until, align_window, redis_section, start_redis)
@@ -679,6 +681,28 @@ class AuthConfigured(AuthBase):
                                 "NOOP waited for the password check: %.3fs of %.3fs" % (max(noops), check))
         wait_log(self.gate, rb"auth=slow ok")
         wait_log(self.gate, rb"auth=slow failed")
+
+    def test_full_check_queue_gives_454(self):
+        """More AUTHs at once than the password-check queue holds (1024): the overflow gets 454 4.7.0 at once (logged where it is sent), and mxgate still stops cleanly with the queue full."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != resource.RLIM_INFINITY and hard < 1400:
+            self.skipTest("needs 1,400 file descriptors (hard limit %d)" % hard)
+        if soft != resource.RLIM_INFINITY and soft < 1400:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 4096, hard))
+        slow_hash = make_hash("yescrypt", "slow-pw", cost=8)  # ~0.14 s a check, 2 threads
+        self.start(users=dict(HASHES, slow=slow_hash), server={"workers": 1, "drain_timeout": "2s"})
+        load = Proc(self, "mxload", [binary("mxload"), "--target", "127.0.0.1:%d" % self.port,
+                                     "--tls", "starttls", "--auth", "slow:slow-pw",
+                                     "--connections", "1200", "--messages", "1200", "--timeout", "300s"])
+        wait_log(self.gate, rb"cannot check a password now", timeout=60)
+        self.assertTrue(self.gate.proc.alive())
+        # the clients waiting for their checks are not waited for
+        load.signal(signal.SIGKILL)
+        load.wait(10)
+        t0 = time.monotonic()
+        self.gate.proc.signal(signal.SIGTERM)
+        self.assertEqual(self.gate.proc.wait(30), 0)
+        self.assertLess(time.monotonic() - t0, 15 * SCALE)
 
     def test_session_closed_during_check(self):
         slow_hash = make_hash("yescrypt", "slow-pw", cost=9)
