@@ -55,7 +55,7 @@ usage(FILE *f)
 		"              [--delay DURATION] [--fail-rate P] [--max-messages N]\n"
 		"              [--quiet] [--workers N]\n"
 		"              [--tls-cert FILE --tls-key FILE [--tls-implicit]]\n"
-"       mxsink -V | -h\n"
+		"       mxsink -V | -h\n"
 		"  ADDR: 127.0.0.1:PORT, [::1]:PORT or unix:/path\n"
 		"  DURATION: 250ms, 2s, 1m, 1h (a bare number is seconds)\n"
 		"  --tls-cert, --tls-key: PEM certificate chain and key; STARTTLS is offered\n"

@@ -476,14 +476,8 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 		for (size_t i = 0; i < n && l->head_len < sizeof(l->head); i++)
 			l->head[l->head_len++] = data[i];
 		/* An over-long reply is kept truncated; the code is what matters. */
-		if (n <= room) {
-			memcpy(l->reply + l->reply_len, data, n);
-			l->reply_len += n;
-		} else {
-			memcpy(l->reply + l->reply_len, data, room);
-			l->reply_len += room;
-			l->overflow = 1;
-		}
+		memcpy(l->reply + l->reply_len, data, MIN(n, room));
+		l->reply_len += MIN(n, room);
 		data += n;
 		len -= n;
 		if (nl == NULL)
@@ -515,7 +509,6 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 			if (blink_dispatch(l, code) < 0)
 				return;
 			l->reply_len = 0;
-			l->overflow = 0;
 		}
 	}
 }

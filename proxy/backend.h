@@ -67,7 +67,6 @@ struct blink {
 	/* reply assembly */
 	char reply[BREPLY_MAX];
 	size_t reply_len;
-	int overflow;
 	char head[4];			/* the current line's first octets, kept */
 	unsigned head_len;		/* even when the line no longer fits in reply */
 	unsigned transactions;

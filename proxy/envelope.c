@@ -253,7 +253,7 @@ envelope_clean_reply(const char *in, size_t len, char *out, size_t outlen)
 		}
 		p = nl ? nl + 1 : end;
 	}
-	/* The last line must read as final even if the backend said '-'. */
+	/* The last line written is the final one. */
 	if (o >= 6) {
 		size_t ls = o - 2;
 		while (ls > 0 && out[ls - 1] != '\n')

@@ -214,10 +214,11 @@ settle_timeout(struct timer *t)
 static void
 worker_settle_pools(struct worker *w)
 {
+	if (worker_pools_settled(w))
+		return;
 	timer_init(&w->settle_timer, settle_timeout);
 	timer_arm(&w->ring.timers, &w->settle_timer, SETTLE_MAX_MS);
-	if (!worker_pools_settled(w))
-		ring_run(&w->ring, settle_turn, w);
+	ring_run(&w->ring, settle_turn, w);
 	timer_cancel(&w->ring.timers, &w->settle_timer);
 	if (!worker_pools_settled(w))
 		log_warn("worker %u: a backend has not answered EHLO within %d ms; listening without its capabilities",
