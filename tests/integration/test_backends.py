@@ -232,10 +232,10 @@ class Backends(MxTestCase):
         self.assertFalse(fake.final_dot_seen)
         self.assertEqual(len(stored), results.count(250))
 
-    def dsn_gate(self, mode):
+    def fake_gate(self, mode, server=None):
+        """A FakeBackend in mode, and mxgate in front of it alone."""
         fb = FakeBackend(self, mode)
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        gate = start_mxgate(self, gate_config(free_port(), ["127.0.0.1:%d" % fb.port], server=server))
         return fb, gate
 
     def ehlo_keywords(self, gate):
@@ -246,7 +246,7 @@ class Backends(MxTestCase):
 
     def test_dsn_parameters_passed_through(self):
         """A DSN backend: EHLO offers DSN, and DSN/8BITMIME/SMTPUTF8 parameters reach it as sent."""
-        fb, gate = self.dsn_gate("dsn")
+        fb, gate = self.fake_gate("dsn")
         deadline = time.monotonic() + 5 * SCALE
         while True:  # the pool learns the backend's EHLO just after start
             c, kw = self.ehlo_keywords(gate)
@@ -267,9 +267,7 @@ class Backends(MxTestCase):
 
     def test_dsn_learned_once_backend_recovers(self):
         """A backend unwilling at start: once it is back, an EHLO opens a link to it, so later sessions offer DSN."""
-        fb = FakeBackend(self, "greet_421")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        fb, gate = self.fake_gate("greet_421")
         wait_until(lambda: fb.connections >= 1, 5 * SCALE, what="the start-up link to the backend")
         with fb.lock:
             fb.mode = "dsn"
@@ -289,18 +287,14 @@ class Backends(MxTestCase):
 
     def test_first_ehlo_offers_dsn_of_slow_backend(self):
         """mxgate listens once its backends have answered EHLO, so even the first client's EHLO offers DSN."""
-        fb = FakeBackend(self, "slow_dsn")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        fb, gate = self.fake_gate("slow_dsn")
         c, kw = self.ehlo_keywords(gate)
         self.assertIn(b"DSN", kw)
 
     def test_mute_backend_delays_listening_at_most_a_second(self):
         """A backend that never greets: mxgate still listens, about a second after start, and says why in its log."""
-        fb = FakeBackend(self, "mute")
-        port = free_port()
         t0 = time.monotonic()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+        fb, gate = self.fake_gate("mute")
         self.assertLess(time.monotonic() - t0, 5 * SCALE)
         c, kw = self.ehlo_keywords(gate)
         self.assertNotIn(b"DSN", kw)
@@ -314,10 +308,7 @@ class Backends(MxTestCase):
 
     def test_reply_longer_than_buffer(self):
         """A backend reply over mxgate's 4 KB reply buffer still ends where the backend ends it: relayed at once, cut short, well-formed."""
-        fb = FakeBackend(self, "long_replies")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port],
-                                              server={"timeout_command": "20s"}))
+        fb, gate = self.fake_gate("long_replies", server={"timeout_command": "20s"})
         c = self.open_session(gate)
         self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
         t0 = time.monotonic()
@@ -330,41 +321,35 @@ class Backends(MxTestCase):
         self.assertEqual(c.cmd("RSET").code, 250)
         self.assertEqual(c.cmd("QUIT").code, 221)
 
-    def test_backend_refuses_data(self):
-        """The backend's refusal of DATA is relayed as it is, and the session goes on."""
-        fb = FakeBackend(self, "refuse_data")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+    def data_twice(self, mode):
+        """Two transactions through a fake backend in mode: the replies to their DATA; the session goes on."""
+        fb, gate = self.fake_gate(mode)
         c = self.open_session(gate)
+        replies = []
         for _ in range(2):
             self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
             self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
-            r = c.cmd("DATA")
-            self.assertEqual((r.code, r.lines[0]), (554, b"5.3.0 no data today"), r)
+            replies.append(c.cmd("DATA"))
             self.assertEqual(c.cmd("RSET").code, 250)
         self.assertEqual(c.cmd("QUIT").code, 221)
         with fb.lock:
             self.assertEqual(fb.transactions, 2)
+        return replies
+
+    def test_backend_refuses_data(self):
+        """The backend's refusal of DATA is relayed as it is."""
+        for r in self.data_twice("refuse_data"):
+            self.assertEqual((r.code, r.lines[0]), (554, b"5.3.0 no data today"), r)
 
     def test_backend_lost_at_data(self):
         """The backend closes on DATA: 451 4.4.2, and the next transaction gets a new link."""
-        fb = FakeBackend(self, "close_at_data")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
-        c = self.open_session(gate)
-        for _ in range(2):
-            self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
-            self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
-            r = c.cmd("DATA")
+        for r in self.data_twice("close_at_data"):
             self.assertEqual(r.code, 451, r)
-            self.assertEqual(r.lines[0][:5], b"4.4.2", r)
-        self.assertEqual(c.cmd("QUIT").code, 221)
-        with fb.lock:
-            self.assertEqual(fb.transactions, 2)
+            self.assertEqual(enhanced(r), "4.4.2", r)
 
     def test_no_dsn_without_backend_support(self):
         """No backend offers DSN: EHLO does not, and RET=/NOTIFY= get 555 5.5.4 without reaching it."""
-        fb, gate = self.dsn_gate("plain")
+        fb, gate = self.fake_gate("plain")
         c, kw = self.ehlo_keywords(gate)
         self.assertNotIn(b"DSN", kw)
         r = c.cmd("MAIL FROM:<a@example.test> RET=FULL")
@@ -378,10 +363,7 @@ class Backends(MxTestCase):
 
     def test_backend_silent_after_mail(self):
         """A backend that never answers MAIL: the client gets 451 4.4.1 after the reply timeout, not a hang."""
-        fb = FakeBackend(self, "silent_mail")
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port],
-                                              server={"timeout_command": "1s"}))
+        fb, gate = self.fake_gate("silent_mail", server={"timeout_command": "1s"})
         c = self.open_session(gate)
         t0 = time.monotonic()
         r = c.cmd("MAIL FROM:<a@example.test>", timeout=15)
@@ -395,9 +377,7 @@ class Backends(MxTestCase):
         """The backend drops a link (or says 421 unasked) after MAIL, while the client is between
         commands: the next RCPT gets 451 4.4.2, never a dangling link, and the session goes on."""
         for mode in ("close_after_mail", "421_after_mail"):
-            fb = FakeBackend(self, mode)
-            port = free_port()
-            gate = start_mxgate(self, gate_config(port, ["127.0.0.1:%d" % fb.port]))
+            fb, gate = self.fake_gate(mode)
             c = self.open_session(gate)
             self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
             time.sleep(0.6)     # the backend is gone by now
