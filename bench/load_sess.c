@@ -616,7 +616,7 @@ load_sess_start(struct load_sess *s)
 	s->can_pipe = s->in_tx = s->quitting = s->closing_ok = s->tls_up = 0;
 	s->on_conn = 0;
 	s->llen = 0;
-	if (conn_connect(&s->conn, &w->cfg->target) < 0) {
+	if (conn_connect(&s->conn, &w->cfg->target, NULL, NULL) < 0) {
 		/* No socket (EMFILE...): on_closed comes next turn and backs off. */
 		load_sess_fail(s, &w->st.connect_errors);
 		return;

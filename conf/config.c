@@ -259,7 +259,7 @@ static const struct directive listener_keys[LK_COUNT] = {
 
 enum {
 	BK_ADDRESS, BK_PROTOCOL, BK_WEIGHT, BK_MAX_CONNECTIONS, BK_TLS,
-	BK_TLS_VERIFY, BK_TLS_CA, BK_FORWARD_CLIENT, BK_COUNT
+	BK_TLS_VERIFY, BK_TLS_CA, BK_FORWARD_CLIENT, BK_CONGESTION, BK_COUNT
 };
 static const struct directive backend_keys[BK_COUNT] = {
 	[BK_ADDRESS]         = { "address", D_ADDR, BE(addr), 0, 0, NULL },
@@ -270,6 +270,7 @@ static const struct directive backend_keys[BK_COUNT] = {
 	[BK_TLS_VERIFY]      = { "tls_verify", D_BOOL, BE(tls_verify), 0, 0, NULL },
 	[BK_TLS_CA]          = { "tls_ca", D_STR, BE(tls_ca), 0, 0, NULL },
 	[BK_FORWARD_CLIENT]  = { "forward_client", D_ENUM, BE(forward_client), 0, 0, forwards },
+	[BK_CONGESTION]      = { "congestion_control", D_WORD, BE(congestion), 0, 0, NULL },
 };
 
 static const struct directive redis_keys[] = {
@@ -836,6 +837,7 @@ backend_defaults(struct cfg_backend *b)
 	b->tls = 0;
 	b->tls_verify = 1;
 	b->forward_client = CFG_FORWARD_NONE;
+	b->congestion = xstrdup(CFG_CONGESTION_DEFAULT);
 }
 
 /* [tls HOSTNAME]: a certificate chosen by SNI. */
@@ -1171,6 +1173,36 @@ refuse(struct parser *p, int line, const char *key, const char *value)
 	set_err(p, line, "%s = %s is not supported by this version", key, value);
 }
 
+/*
+ * congestion_control: "system" leaves the system's; a name is tried on a
+ * throwaway socket, as the kernel alone knows what it may load. The
+ * default is not tried: where it is missing the links warn and go on.
+ */
+static void
+validate_congestion(struct parser *p, struct cfg_backend *b, int line)
+{
+	size_t n = strspn(b->congestion, "abcdefghijklmnopqrstuvwxyz0123456789_");
+	int ret;
+
+	if (strcasecmp(b->congestion, "system") == 0) {
+		b->congestion[0] = '\0';
+		return;
+	}
+	if (line == 0)
+		return;
+	if (b->congestion[n] != '\0' || n >= 16) {
+		set_err(p, line, "backend %s: bad value for congestion_control: '%s' (expected "
+			"system, or a TCP congestion control such as cubic, at most 15 "
+			"lower-case letters, digits or _)", b->name, b->congestion);
+		return;
+	}
+	ret = net_congestion_usable(b->congestion);
+	if (ret < 0)
+		set_err(p, line, "backend %s: congestion_control = %s cannot be used here: %s "
+			"(see /proc/sys/net/ipv4/tcp_allowed_congestion_control)",
+			b->name, b->congestion, strerror(-ret));
+}
+
 static void
 validate_backend(struct parser *p, unsigned i)
 {
@@ -1184,6 +1216,7 @@ validate_backend(struct parser *p, unsigned i)
 		refuse(p, kl[BK_PROTOCOL], "protocol", enum_name_of(protocols, (int)b->protocol));
 	if (!b->tls && kl[BK_TLS_CA])
 		set_err(p, kl[BK_TLS_CA], "backend %s: tls_ca needs tls = starttls", b->name);
+	validate_congestion(p, b, kl[BK_CONGESTION]);
 }
 
 static void
@@ -1381,6 +1414,7 @@ config_free(struct config *c)
 	for (unsigned i = 0; i < c->nbackends; i++) {
 		free(c->backends[i].name);
 		free(c->backends[i].tls_ca);
+		free(c->backends[i].congestion);
 	}
 	free(c->backends);
 	if (c->assets_free)

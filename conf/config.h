@@ -38,6 +38,12 @@ struct cfg_listener {
 	unsigned nbackends;		/* default: every backend */
 };
 
+/*
+ * BBR's pacing, without the fq qdisc, arms a timer per burst: on the
+ * short hop to a backend that cost twice the CPU per 1 MB message here.
+ */
+#define CFG_CONGESTION_DEFAULT "cubic"
+
 struct cfg_backend {
 	char *name;			/* from [backend NAME] */
 	int line;
@@ -49,6 +55,8 @@ struct cfg_backend {
 	int tls_verify;			/* default yes */
 	char *tls_ca;			/* may be NULL */
 	enum cfg_forward forward_client;	/* default none */
+	char *congestion;		/* congestion_control: TCP_CONGESTION name,
+					 * default "cubic"; "" = the system's */
 };
 
 /* [tls] (the default certificate) or [tls HOSTNAME] (chosen by SNI). */

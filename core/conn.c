@@ -494,13 +494,17 @@ conn_send_done(struct ring_op *op, int res, uint32_t flags)
 }
 
 int
-conn_connect(struct conn *c, const struct net_addr *a)
+conn_connect(struct conn *c, const struct net_addr *a, const char *cc, int *cc_err)
 {
 	struct io_uring_sqe *sqe;
+	int ret;
 
 	c->fd = net_socket_for(a);
 	if (c->fd < 0)
 		return -errno;
+	ret = net_set_congestion(c->fd, a, cc);
+	if (cc_err)
+		*cc_err = ret;
 	c->connect_addr = *a;
 	sqe = ring_sqe(c->ring);
 	io_uring_prep_connect(sqe, c->fd, &c->connect_addr.u.sa, c->connect_addr.len);

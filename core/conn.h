@@ -106,8 +106,12 @@ int conn_write_ref(struct conn *c, const void *p, size_t n);
 void conn_flush(struct conn *c);
 static inline size_t conn_queued(const struct conn *c) { return c->queued + c->tls_queued; }
 
-/* Creates the socket and connects; on_connect reports. fd must be -1. */
-int conn_connect(struct conn *c, const struct net_addr *a);
+/*
+ * Creates the socket and connects; on_connect reports. fd must be -1.
+ * cc: a TCP congestion control for the socket, or NULL for the system's;
+ * if it cannot be set, the connect goes on and *cc_err gets -errno (else 0).
+ */
+int conn_connect(struct conn *c, const struct net_addr *a, const char *cc, int *cc_err);
 
 /*
  * Abortive close: no more callbacks but on_closed, which comes once

@@ -189,6 +189,32 @@ net_socket_for(const struct net_addr *a)
 	return fd;
 }
 
+int
+net_set_congestion(int fd, const struct net_addr *a, const char *name)
+{
+	if (name == NULL || *name == '\0' || a->u.sa.sa_family == AF_UNIX)
+		return 0;
+	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) < 0)
+		return -errno;
+	return 0;
+}
+
+int
+net_congestion_usable(const char *name)
+{
+	struct net_addr a;
+	int fd, ret;
+
+	memset(&a, 0, sizeof(a));
+	a.u.sa.sa_family = AF_INET;
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = net_set_congestion(fd, &a, name);
+	close(fd);
+	return ret;
+}
+
 void
 net_set_nodelay(int fd)
 {

@@ -42,6 +42,14 @@ int net_addr_equal(const struct net_addr *a, const struct net_addr *b);
 int net_listen(const struct net_addr *a, int backlog, int reuseport, char *err, size_t errlen);
 /* A socket of the address' family for connect(2) (TCP_NODELAY set). */
 int net_socket_for(const struct net_addr *a);
+/*
+ * TCP_CONGESTION on a socket not yet connected (a congestion control
+ * takes over at connect; set later, BBR's pacing would stay on). Returns
+ * 0 or -errno; nothing to do (0) for a unix socket or name NULL or "".
+ */
+int net_set_congestion(int fd, const struct net_addr *a, const char *name);
+/* Whether a new TCP socket takes this congestion control: 0 or -errno. */
+int net_congestion_usable(const char *name);
 /* TCP_NODELAY on an accepted socket (no-op for unix sockets). */
 void net_set_nodelay(int fd);
 /* Local port a listening socket was bound to (for port 0). */

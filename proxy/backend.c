@@ -90,6 +90,10 @@ bpool_configure(struct bpool *p, const struct cfg_backend *b, const struct confi
 	snprintf(p->ehlo, sizeof(p->ehlo), "%s", cfg->hostname);
 	p->weight = b->weight ? b->weight : 1;
 	p->forward = b->forward_client;
+	if (strcmp(p->cc, b->congestion) != 0) {
+		snprintf(p->cc, sizeof(p->cc), "%s", b->congestion);
+		p->cc_warned = 0;
+	}
 	p->max_conns = b->max_connections ? b->max_connections : 100;
 	p->reply_timeout_ms = cfg->timeout_command_ms;
 	p->data_timeout_ms = cfg->timeout_data_ms;
@@ -136,7 +140,7 @@ static struct blink *
 blink_new(struct bpool *p)
 {
 	struct blink *l = calloc(1, sizeof(*l));
-	int ret;
+	int ret, cc_err = 0;
 
 	if (l == NULL)
 		return NULL;
@@ -153,12 +157,18 @@ blink_new(struct bpool *p)
 		p->all->all_prev = l;
 	p->all = l;
 	l->state = BL_CONNECTING;
-	ret = conn_connect(&l->conn, &p->addr);
+	ret = conn_connect(&l->conn, &p->addr, p->cc, &cc_err);
 	if (ret < 0) {
 		log_warn("backend=%s addr=%s socket: %s", p->name, p->addr_str, strerror(-ret));
 		l->state = BL_CLOSED;
 		conn_close(&l->conn);
 		return l;
+	}
+	if (cc_err && !p->cc_warned) {
+		p->cc_warned = 1;
+		log_warn("backend=%s congestion_control=%s cannot be set (%s): links use the "
+			 "system's; congestion_control = system says so without this warning",
+			 p->name, p->cc, strerror(-cc_err));
 	}
 	blink_set_timer(l, BLINK_SETUP_TIMEOUT_MS);
 	return l;

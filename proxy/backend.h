@@ -83,6 +83,8 @@ struct bpool {
 	char ehlo[256];			/* our name in EHLO (config hostname) */
 	unsigned weight, max_conns;
 	enum cfg_forward forward;	/* pass the real client: none | xclient | xforward */
+	char cc[16];			/* TCP congestion control of new links; "" = the system's */
+	int cc_warned;			/* cc could not be set: said once */
 	struct tls_ctx *tls;		/* tls = starttls: the newest config's client context */
 	uint64_t reply_timeout_ms;	/* MAIL/RCPT/DATA replies */
 	uint64_t data_timeout_ms;	/* reply after the final dot */

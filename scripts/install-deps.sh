@@ -16,6 +16,7 @@ PACKAGES=(
 	redis-server rbldnsd swaks postfix haproxy curl msmtp
 	python3 python3-aiosmtpd valgrind openssl
 	libnet-ssleay-perl		# swaks --tls
+	iproute2			# ss: a test reads the backend links' congestion control
 )
 
 missing=()

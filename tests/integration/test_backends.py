@@ -4,8 +4,12 @@ to a healthy one, a backend that fails in the middle of DATA, and the
 weighted round-robin split.
 """
 
+import os
+import re
+import shutil
 import signal
 import smtplib
+import subprocess
 import threading
 import time
 import unittest
@@ -418,6 +422,56 @@ class Backends(MxTestCase):
         c1, c3 = s1.count(), s3.count()
         self.assertEqual(c1 + c3, n, (c1, c3))
         self.assertTrue(0.15 * n <= c1 <= 0.35 * n, "weight 1:3 gave %d:%d" % (c1, c3))
+
+    def link_congestion(self, sink_port):
+        """The congestion control names ss reports for the links to sink_port."""
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+            names = f.read().split()
+        out = subprocess.run(["ss", "-tinH", "state", "established", "( dport = :%d )" % sink_port],
+                             capture_output=True, text=True, timeout=10).stdout
+        return [w for w in re.findall(r"[a-z0-9_]+", out) if w in names]
+
+    def test_congestion_control(self):
+        """Links to a backend use its congestion_control (default cubic); system keeps the system's."""
+        if shutil.which("ss") is None:
+            self.skipTest("ss (iproute2) not installed")
+        with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+            available = f.read().split()
+        with open("/proc/sys/net/ipv4/tcp_congestion_control") as f:
+            system = f.read().strip()
+        cases = [(None, "cubic"), ("reno", "reno"), ("system", system)]
+        for value, want in cases:
+            if want not in available:
+                continue
+            with self.subTest(congestion_control=value):
+                sink = start_mxsink(self, name="sink-cc-%s" % value)
+                port = free_port()
+                b = {"address": sink}
+                if value:
+                    b["congestion_control"] = value
+                gate = start_mxgate(self, gate_config(port, [b]), name="mxgate-cc-%s" % value)
+                s = smtplib.SMTP("127.0.0.1", gate.port, local_hostname="client.example.test",
+                                 timeout=30 * SCALE)
+                try:
+                    self.assertEqual(s.sendmail("a@example.test", ["b@example.test"],
+                                                make_message(subject="cc")), {})
+                    got = self.link_congestion(sink.port)
+                finally:
+                    s.quit()
+                self.assertTrue(got, "no link to the backend seen by ss")
+                self.assertEqual(set(got), {want}, got)
+                self.assertNotIn(b"cannot be set", gate.log())
+                gate.proc.stop()
+                sink.proc.stop()
+
+    def test_congestion_control_refused(self):
+        """A congestion control the kernel does not know is a config error with its line."""
+        port = free_port()
+        cfg = gate_config(port, [{"address": free_port(), "congestion_control": "nosuch_cc"}])
+        gate = start_mxgate(self, cfg, wait=False)
+        self.assertEqual(gate.proc.wait(10), 1)
+        self.assertRegex(gate.log(), rb"mxgate\.conf:\d+: backend b1: congestion_control = nosuch_cc "
+                                     rb"cannot be used here")
 
 
 if __name__ == "__main__":

@@ -267,7 +267,8 @@ test_full(void **state)
 		"address = [::1]:2601\n"
 		"[backend b3]\r\n"
 		"address: unix:/run/lmtp.sock\r\n"
-		"weight = 7\r\n";
+		"weight = 7\r\n"
+		"congestion_control = reno\r\n";
 	struct config *c = load_ok(text);
 
 	(void)state;
@@ -333,6 +334,7 @@ test_full(void **state)
 	assert_int_equal(b->tls_verify, 0);
 	assert_string_equal(b->tls_ca, "/etc/ssl/ca.pem");
 	assert_int_equal(b->forward_client, CFG_FORWARD_NONE);
+	assert_string_equal(b->congestion, CFG_CONGESTION_DEFAULT);
 
 	b = &c->backends[1];
 	assert_string_equal(b->name, "b2");
@@ -347,6 +349,7 @@ test_full(void **state)
 	assert_int_equal(b->line, 42);
 	assert_addr(&b->addr, "unix:/run/lmtp.sock");
 	assert_int_equal(b->weight, 7);
+	assert_string_equal(b->congestion, "reno");	/* kept; unix links skip it */
 
 	config_unref(c);
 }
@@ -398,7 +401,34 @@ test_defaults(void **state)
 	assert_int_equal(b->tls_verify, 1);
 	assert_null(b->tls_ca);
 	assert_int_equal(b->forward_client, CFG_FORWARD_NONE);
+	assert_string_equal(b->congestion, "cubic");
 	config_unref(c);
+}
+
+/*
+ * congestion_control: a name the kernel takes (reno is always built in),
+ * "system" for the system's (stored empty); a malformed name, or one
+ * the kernel refuses, is an error at its line.
+ */
+static void
+test_congestion(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = load_ok(LISTENER BACKEND "congestion_control = reno\n");
+	assert_string_equal(c->backends[0].congestion, "reno");
+	config_unref(c);
+	c = load_ok(LISTENER BACKEND "congestion_control = System\n");
+	assert_string_equal(c->backends[0].congestion, "");
+	config_unref(c);
+	expect_err(LISTENER BACKEND "congestion_control = Bad-X\n", 6,
+		   "backend sink: bad value for congestion_control: 'Bad-X' (expected system, or a TCP congestion control");
+	expect_err(LISTENER BACKEND "congestion_control = abcdefghijklmnop\n", 6,
+		   "bad value for congestion_control: 'abcdefghijklmnop'");
+	expect_err(LISTENER BACKEND "congestion_control = nosuch_cc\n", 6,
+		   "backend sink: congestion_control = nosuch_cc cannot be used here: No such file or directory");
+	expect_err(LISTENER BACKEND "congestion_control =\n", 6, "bad value for congestion_control: ''");
 }
 
 /* Words are case-insensitive; the lower bounds of the ranges are accepted. */
@@ -1371,6 +1401,7 @@ main(void)
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_access),
 		cmocka_unit_test(test_proxy_and_forward),
+		cmocka_unit_test(test_congestion),
 		cmocka_unit_test(test_err_new_sections),
 		cmocka_unit_test(test_err_file),
 		cmocka_unit_test(test_tls_section),

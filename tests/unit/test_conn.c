@@ -5,6 +5,8 @@
  * refuses the poll-first flag (EINVAL) gets it no more, and the bytes
  * still arrive. Once a batch of completions has brought rx_batch bytes,
  * the ring hands the kernel what was queued before the next completion.
+ * A connect takes the congestion control asked for, or goes on with the
+ * system's when the kernel has no such one.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +14,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -19,6 +24,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "net.h"
 #include "ring.h"
 #include "timer.h"
 
@@ -238,6 +244,69 @@ test_early_submit(void **state)
 	assert_int_equal(batches, 4);
 }
 
+static int connect_res = 1;
+
+static void
+on_connect(struct conn *c, int res)
+{
+	(void)c;
+	connect_res = res;
+}
+
+static void
+connect_turn(struct ring *r, void *arg)
+{
+	(void)arg;
+	if (connect_res != 1 || timer_now_ms() > deadline)
+		r->stop = 1;
+}
+
+/* Connects a to addr with congestion control cc; returns conn_connect's cc_err. */
+static int
+connect_with(const struct net_addr *addr, const char *cc, char *got, socklen_t gotlen)
+{
+	static const struct conn_ops cops = { .on_connect = on_connect, .on_closed = on_closed };
+	int cc_err = 12345;
+
+	memset(&a, 0, sizeof(a));
+	conn_init(&a.conn, &ring, -1, &cops, &a);
+	connect_res = 1;
+	assert_int_equal(conn_connect(&a.conn, addr, cc, &cc_err), 0);
+	deadline = timer_now_ms() + 5000;
+	ring.stop = 0;
+	ring_run(&ring, connect_turn, NULL);
+	assert_int_equal(connect_res, 0);
+	memset(got, 0, gotlen);
+	assert_int_equal(getsockopt(a.conn.fd, IPPROTO_TCP, TCP_CONGESTION, got, &gotlen), 0);
+	conn_close(&a.conn);
+	b.closed = 1;	/* only a here */
+	assert_true(run_until_done());
+	return cc_err;
+}
+
+static void
+test_connect_congestion(void **state)
+{
+	struct net_addr addr;
+	char err[128], got[16], sys[16];
+	int lfd, port;
+
+	(void)state;
+	assert_int_equal(net_addr_parse("127.0.0.1:0", &addr, err, sizeof(err)), 0);
+	lfd = net_listen(&addr, 16, 0, err, sizeof(err));
+	assert_true(lfd >= 0);
+	port = net_local_port(lfd);
+	addr.u.sin.sin_port = htons((uint16_t)port);
+
+	assert_int_equal(connect_with(&addr, NULL, sys, sizeof(sys)), 0);
+	assert_int_equal(connect_with(&addr, "reno", got, sizeof(got)), 0);
+	assert_string_equal(got, "reno");
+	/* No such one: the connect still happens, with the system's. */
+	assert_int_equal(connect_with(&addr, "nosuch_cc", got, sizeof(got)), -ENOENT);
+	assert_string_equal(got, sys);
+	close(lfd);
+}
+
 static int
 setup(void **state)
 {
@@ -260,6 +329,7 @@ main(void)
 		cmocka_unit_test(test_poll_first_after_short_read),
 		cmocka_unit_test(test_poll_first_refused),
 		cmocka_unit_test(test_early_submit),
+		cmocka_unit_test(test_connect_congestion),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
