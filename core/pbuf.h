@@ -8,7 +8,7 @@
  * the kernel then copies into memory freed a moment ago and still in the
  * CPU's cache, as a read/write proxy reusing one buffer would. Handing
  * the kernel every free buffer (it takes them first in, first out) cycles
- * the whole pool, 8 MB in mxgate, through the cache: at 1 MB messages the
+ * the whole pool, 32 MB in mxgate, through the cache: at 1 MB messages the
  * receive copy, the scan and the send copy cost a third more per byte.
  */
 #ifndef CORE_PBUF_H
