@@ -152,10 +152,7 @@ blink_new(struct bpool *p)
 		return NULL;
 	}
 	p->nlinks++;
-	l->all_next = p->all;
-	if (p->all)
-		p->all->all_prev = l;
-	p->all = l;
+	LIST_INSERT_HEAD(&p->all, l, all_entry);
 	l->state = BL_CONNECTING;
 	ret = conn_connect(&l->conn, &p->addr, p->cc, &cc_err);
 	if (ret < 0) {
@@ -282,12 +279,7 @@ blink_on_closed(struct conn *c)
 
 	timer_cancel(&p->worker->ring.timers, &l->timer);
 	p->nlinks--;
-	if (l->all_prev)
-		l->all_prev->all_next = l->all_next;
-	else
-		p->all = l->all_next;
-	if (l->all_next)
-		l->all_next->all_prev = l->all_prev;
+	LIST_REMOVE(l, all_entry);
 	free(l);
 	/* A slot freed up: a waiting acquisition can have a new link. */
 	if (p->waiters && p->nlinks < p->max_conns && !p->worker->stopping)
@@ -481,13 +473,14 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 	while (len) {
 		char *nl = memchr(data, '\n', len);
 		size_t n = nl ? (size_t)(nl - data) + 1 : len;
-		size_t room = sizeof(l->reply) - l->reply_len;
+		size_t room = MIN(n, sizeof(l->reply) - l->reply_len);
+		size_t hroom = MIN(n, sizeof(l->head) - l->head_len);
 
-		for (size_t i = 0; i < n && l->head_len < sizeof(l->head); i++)
-			l->head[l->head_len++] = data[i];
+		memcpy(l->head + l->head_len, data, hroom);
+		l->head_len += (unsigned)hroom;
 		/* An over-long reply is kept truncated; the code is what matters. */
-		memcpy(l->reply + l->reply_len, data, MIN(n, room));
-		l->reply_len += MIN(n, room);
+		memcpy(l->reply + l->reply_len, data, room);
+		l->reply_len += room;
 		data += n;
 		len -= n;
 		if (nl == NULL)
@@ -754,8 +747,8 @@ bpool_close_all(struct worker *w)
 			conn_close(&l->conn);
 		}
 		/* Links still connecting or greeting (a mute backend) would hold the exit up. */
-		for (struct blink *l = p->all, *next; l; l = next) {
-			next = l->all_next;
+		for (struct blink *l = LIST_FIRST(&p->all), *next; l; l = next) {
+			next = LIST_NEXT(l, all_entry);
 			if (l->state > BL_HANDSHAKE || l->acq)
 				continue;
 			l->state = BL_CLOSED;

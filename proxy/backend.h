@@ -10,6 +10,7 @@
 #ifndef PROXY_BACKEND_H
 #define PROXY_BACKEND_H
 
+#include <sys/queue.h>
 #include "conn.h"
 #include "config.h"
 
@@ -57,7 +58,7 @@ struct blink {
 	unsigned caps;
 	uint64_t max_size;		/* backend's SIZE, 0 = none */
 	struct blink *next_idle;
-	struct blink *all_next, *all_prev;	/* every link of the pool */
+	LIST_ENTRY(blink) all_entry;	/* every link of the pool */
 	struct timer timer;
 	struct bacquire *acq;		/* acquisition this link is being set up for */
 	/* the transaction that holds the link */
@@ -90,7 +91,7 @@ struct bpool {
 	uint64_t data_timeout_ms;	/* reply after the final dot */
 	int current_weight;		/* smooth weighted round robin */
 	unsigned nlinks;		/* every link, idle or not */
-	struct blink *all;		/* ... listed, so a stop can close those still setting up */
+	LIST_HEAD(, blink) all;		/* ... listed, so a stop can close those still setting up */
 	struct blink *idle;
 	unsigned nidle;
 	unsigned caps;			/* from the last successful EHLO */

@@ -9,6 +9,7 @@
 #define PROXY_SESSION_H
 
 #include <netinet/in.h>
+#include <sys/queue.h>
 #include "backend.h"
 #include "conn.h"
 #include "data_scan.h"
@@ -67,7 +68,7 @@ struct session {
 	struct worker *w;
 	struct config *cfg;
 	const struct cfg_listener *lst;
-	struct session *next, *prev;
+	LIST_ENTRY(session) entry;	/* in worker->sessions */
 	struct timer timer;
 	char id[WORKER_TXN_ID_SIZE];
 	char peer_ip[INET6_ADDRSTRLEN];

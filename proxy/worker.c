@@ -57,23 +57,14 @@ worker_wake(struct worker *w)
 void
 worker_session_add(struct worker *w, struct session *s)
 {
-	s->prev = NULL;
-	s->next = w->sessions;
-	if (w->sessions)
-		w->sessions->prev = s;
-	w->sessions = s;
+	LIST_INSERT_HEAD(&w->sessions, s, entry);
 	w->nsessions++;
 }
 
 void
 worker_session_del(struct worker *w, struct session *s)
 {
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		w->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
+	LIST_REMOVE(s, entry);
 	w->nsessions--;
 }
 
@@ -235,8 +226,8 @@ drain_timeout(struct timer *t)
 	struct session *s, *next;
 
 	log_info("worker %u: drain_timeout reached, closing %u session(s)", w->id, w->nsessions);
-	for (s = w->sessions; s; s = next) {
-		next = s->next;
+	for (s = LIST_FIRST(&w->sessions); s; s = next) {
+		next = LIST_NEXT(s, entry);
 		session_kill(s);
 	}
 	w->drain_deadline_ms = timer_now_ms() + DRAIN_GRACE_MS;
@@ -252,8 +243,8 @@ worker_begin_stop(struct worker *w)
 		return;
 	w->stopping = 1;
 	worker_listeners_sync(w, err, sizeof(err));
-	for (s = w->sessions; s; s = next) {
-		next = s->next;
+	for (s = LIST_FIRST(&w->sessions); s; s = next) {
+		next = LIST_NEXT(s, entry);
 		session_shutdown(s);
 	}
 	timer_init(&w->drain_timer, drain_timeout);

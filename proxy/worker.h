@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 #include <semaphore.h>
+#include <sys/queue.h>
 #include "acceptor.h"
 #include "config.h"
 #include "ring.h"
@@ -46,7 +47,7 @@ struct worker {
 	struct store *store;		/* limits counters (embedded or Redis) */
 	struct offload_q *offload;	/* password checks off this thread */
 	struct store_shared *store_shared;	/* set by main */
-	struct session *sessions;	/* doubly linked through session->next/prev */
+	LIST_HEAD(, session) sessions;
 	unsigned nsessions;
 	uint64_t txn_counter;
 	uint32_t id_prefix;
