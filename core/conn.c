@@ -502,7 +502,7 @@ conn_connect(struct conn *c, const struct net_addr *a, const char *cc, int *cc_e
 	c->fd = net_socket_for(a);
 	if (c->fd < 0)
 		return -errno;
-	ret = net_set_congestion(c->fd, a, cc);
+	ret = a->u.sa.sa_family == AF_UNIX ? 0 : net_set_congestion(c->fd, cc);
 	if (cc_err)
 		*cc_err = ret;
 	c->connect_addr = *a;

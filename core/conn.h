@@ -108,8 +108,9 @@ static inline size_t conn_queued(const struct conn *c) { return c->queued + c->t
 
 /*
  * Creates the socket and connects; on_connect reports. fd must be -1.
- * cc: a TCP congestion control for the socket, or NULL for the system's;
- * if it cannot be set, the connect goes on and *cc_err gets -errno (else 0).
+ * cc: a TCP congestion control for the socket (not for unix ones), or NULL
+ * for the system's; if it cannot be set, the connect goes on and *cc_err
+ * gets -errno (else 0).
  */
 int conn_connect(struct conn *c, const struct net_addr *a, const char *cc, int *cc_err);
 

@@ -190,9 +190,9 @@ net_socket_for(const struct net_addr *a)
 }
 
 int
-net_set_congestion(int fd, const struct net_addr *a, const char *name)
+net_set_congestion(int fd, const char *name)
 {
-	if (name == NULL || *name == '\0' || a->u.sa.sa_family == AF_UNIX)
+	if (name == NULL || *name == '\0')
 		return 0;
 	if (setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name, (socklen_t)strlen(name)) < 0)
 		return -errno;
@@ -202,15 +202,11 @@ net_set_congestion(int fd, const struct net_addr *a, const char *name)
 int
 net_congestion_usable(const char *name)
 {
-	struct net_addr a;
-	int fd, ret;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), ret;
 
-	memset(&a, 0, sizeof(a));
-	a.u.sa.sa_family = AF_INET;
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	ret = net_set_congestion(fd, &a, name);
+	ret = net_set_congestion(fd, name);
 	close(fd);
 	return ret;
 }

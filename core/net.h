@@ -45,9 +45,9 @@ int net_socket_for(const struct net_addr *a);
 /*
  * TCP_CONGESTION on a socket not yet connected (a congestion control
  * takes over at connect; set later, BBR's pacing would stay on). Returns
- * 0 or -errno; nothing to do (0) for a unix socket or name NULL or "".
+ * 0 or -errno; nothing to do (0) for name NULL or "". TCP sockets only.
  */
-int net_set_congestion(int fd, const struct net_addr *a, const char *name);
+int net_set_congestion(int fd, const char *name);
 /* Whether a new TCP socket takes this congestion control: 0 or -errno. */
 int net_congestion_usable(const char *name);
 /* TCP_NODELAY on an accepted socket (no-op for unix sockets). */
