@@ -15,7 +15,7 @@ import time
 import unittest
 
 from harness import (enhanced, CRLF, Closed, MxTestCase, SCALE, dot_stuff, free_port, gate_config,
-                     make_message, start_mxgate, start_mxsink, ThreadedBackend, wait_until)
+                     make_message, port_open, start_mxgate, start_mxsink, ThreadedBackend, wait_until)
 
 
 
@@ -251,13 +251,7 @@ class Backends(MxTestCase):
     def test_dsn_parameters_passed_through(self):
         """A DSN backend: EHLO offers DSN, and DSN/8BITMIME/SMTPUTF8 parameters reach it as sent."""
         fb, gate = self.fake_gate("dsn")
-        deadline = time.monotonic() + 5 * SCALE
-        while True:  # the pool learns the backend's EHLO just after start
-            c, kw = self.ehlo_keywords(gate)
-            if b"DSN" in kw or time.monotonic() > deadline:
-                break
-            c.close()
-            time.sleep(0.1)
+        c, kw = self.ehlo_keywords(gate)  # learned before mxgate listens
         self.assertIn(b"DSN", kw)
         r = c.cmd("MAIL FROM:<a@example.test> RET=HDRS ENVID=id+2B1 BODY=8BITMIME SMTPUTF8")
         self.assertEqual(r.code, 250, r)
@@ -288,6 +282,30 @@ class Backends(MxTestCase):
             time.sleep(0.1)
         self.assertIn(b"DSN", kw)
         self.assertEqual(fb.transactions, 0, "learned without a transaction")
+
+    def test_no_new_link_while_draining(self):
+        """An EHLO during the drain does not open a link to a backend not yet learned."""
+        fb = FakeBackend(self, "greet_421")
+        sink = start_mxsink(self)
+        gate = start_mxgate(self, gate_config(free_port(), [{"address": sink, "weight": 1000},
+                                                            {"address": fb.port, "weight": 1}]))
+        wait_until(lambda: fb.connections >= 1, 5 * SCALE, what="the start-up link to the backend")
+        with fb.lock:
+            fb.mode = "dsn"
+        time.sleep(2.3)  # past the 2 s a failed backend is skipped: only the drain holds a link back
+        c = self.open_session(gate, ehlo=False)
+        self.assertEqual(c.cmd("HELO client.example.test").code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)  # to the sink, by weight
+        gate.proc.signal(signal.SIGTERM)
+        wait_until(lambda: not port_open(gate.port), 5 * SCALE, what="the listener closed")
+        # mid-transaction the session still takes commands; EHLO asks about every backend
+        r = c.ehlo()
+        self.assertEqual(r.code, 250, r)
+        self.assertNotIn(b"DSN", r.raw)
+        time.sleep(0.5)
+        self.assertEqual(fb.connections, 1, "a link opened while draining")
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        self.assertEqual(gate.proc.wait(10), 0)
 
     def test_first_ehlo_offers_dsn_of_slow_backend(self):
         """mxgate listens once its backends have answered EHLO, so even the first client's EHLO offers DSN."""
