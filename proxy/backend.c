@@ -59,6 +59,8 @@ acquire_answer(struct bacquire *a, struct blink *l)
 	if (l) {
 		l->acq = NULL;
 		l->state = BL_BUSY;
+		l->owed = l->skip = 0;
+		l->rset_due = 0;
 		timer_cancel(&a->w->ring.timers, &l->timer);
 	}
 	a->ready(a->owner, l);
@@ -416,6 +418,15 @@ blink_dispatch(struct blink *l, int code)
 		}
 		return -1;
 	case BL_BUSY:
+		if (l->skip) {
+			l->skip--;
+			/* A 354 nobody wants: the backend reads message text now, and only closing ends that. */
+			if (code == 354) {
+				blink_fail_owner(l, -EPROTO);
+				return -1;
+			}
+			return 0;
+		}
 		if (l->on_reply == NULL)
 			break;
 		fn = l->on_reply;
@@ -425,6 +436,18 @@ blink_dispatch(struct blink *l, int code)
 		fn(l, owner, code, l->reply, l->reply_len);
 		return l->state == BL_CLOSED ? -1 : 0;
 	case BL_RSET:
+		if (l->skip) {
+			l->skip--;
+			if (code == 354)
+				break;
+			if (l->skip == 0 && l->rset_due) {
+				l->rset_due = 0;
+				conn_write(&l->conn, "RSET\r\n", 6);
+				conn_flush(&l->conn);
+				blink_set_timer(l, l->pool->reply_timeout_ms);
+			}
+			return 0;
+		}
 		if (code != 250)
 			break;
 		pool_link_available(l->pool, l);
@@ -517,13 +540,40 @@ blink_on_recv(struct conn *c, char *data, size_t len, int bid)
 }
 
 void
-blink_command(struct blink *l, const char *line, size_t len, blink_reply_fn *fn,
-	      void *owner, uint64_t timeout_ms)
+blink_write_line(struct blink *l, const char *line, size_t len)
 {
 	conn_write(&l->conn, line, len);
 	conn_write(&l->conn, "\r\n", 2);
+}
+
+void
+blink_command(struct blink *l, const char *line, size_t len, blink_reply_fn *fn,
+	      void *owner, uint64_t timeout_ms)
+{
+	blink_write_line(l, line, len);
 	conn_flush(&l->conn);
 	blink_expect(l, fn, owner, timeout_ms);
+}
+
+void
+blink_presend(struct blink *l, const char *line, size_t len)
+{
+	blink_write_line(l, line, len);
+	l->owed++;
+}
+
+void
+blink_claim(struct blink *l, blink_reply_fn *fn, void *owner, uint64_t timeout_ms)
+{
+	l->owed--;
+	blink_expect(l, fn, owner, timeout_ms);
+}
+
+void
+blink_disown(struct blink *l)
+{
+	l->owed--;
+	l->skip++;
 }
 
 void
@@ -552,6 +602,19 @@ blink_release(struct blink *l, int dirty)
 		blink_set_timer(l, 0);
 		conn_write(&l->conn, "QUIT\r\n", 6);
 		conn_close_after_send(&l->conn);
+		return;
+	}
+	l->skip += l->owed;
+	l->owed = 0;
+	if (l->skip) {
+		/*
+		 * Replies to commands sent ahead are still due: RSET follows
+		 * them, and a 354 among them (the backend reading message text)
+		 * closes the link instead.
+		 */
+		l->state = BL_RSET;
+		l->rset_due = 1;
+		blink_set_timer(l, l->pool->reply_timeout_ms);
 		return;
 	}
 	if (dirty) {

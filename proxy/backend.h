@@ -74,6 +74,13 @@ struct blink {
 	unsigned xforward_attrs;	/* FWD_* the backend lists after XFORWARD */
 	unsigned xclient_attrs;		/* ... and after XCLIENT */
 	int no_reuse;			/* XCLIENT changed its identity: close after use */
+	/*
+	 * PIPELINING (RFC 2920): commands sent ahead of the owner's turn.
+	 * Replies come in the order the commands went, so counts suffice.
+	 */
+	unsigned owed;			/* sent ahead, reply not yet claimed by the owner */
+	unsigned skip;			/* replies to drop before the next one goes anywhere */
+	int rset_due;			/* released while replies were due: RSET once they are in */
 	int tls;			/* STARTTLS done: EHLO again was under TLS */
 };
 
@@ -135,9 +142,23 @@ void backend_acquire_cancel(struct bacquire *a);
 /* Sends a command line (CRLF added) and routes the reply to fn. */
 void blink_command(struct blink *l, const char *line, size_t len, blink_reply_fn *fn,
 		   void *owner, uint64_t timeout_ms);
+/* Queues a command line (CRLF added) without sending it yet. */
+void blink_write_line(struct blink *l, const char *line, size_t len);
+/*
+ * Queues a command whose reply its owner will claim later, in order
+ * (RFC 2920): blink_claim when it reaches that command, blink_disown
+ * when it answers the client itself. Only for a backend that offers
+ * PIPELINING; never a command after DATA.
+ */
+void blink_presend(struct blink *l, const char *line, size_t len);
+void blink_claim(struct blink *l, blink_reply_fn *fn, void *owner, uint64_t timeout_ms);
+void blink_disown(struct blink *l);
 /* Sets where the next reply goes (after sending data by other means). */
 void blink_expect(struct blink *l, blink_reply_fn *fn, void *owner, uint64_t timeout_ms);
-/* The transaction ended cleanly: back to the pool (RSET first if dirty). */
+/*
+ * The transaction ended cleanly: back to the pool (RSET first if dirty,
+ * and after the replies still due to commands sent ahead, if any).
+ */
 void blink_release(struct blink *l, int dirty);
 /* Abandon: close without the final dot; the backend discards the message. */
 void blink_abort(struct blink *l);

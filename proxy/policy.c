@@ -199,6 +199,16 @@ policy_rcpt(struct session *s, policy_done_fn *done)
 	policy_window(s, store_rate, "rcpt", &s->cfg->limits.recipient_rate, done);
 }
 
+int
+policy_rcpt_free(const struct session *s, unsigned ahead)
+{
+	const struct cfg_limits *lim = &s->cfg->limits;
+
+	if (s->trusted || !lim->enabled || !lim->recipient_rate.count || !s->w->store)
+		return 1;
+	return ahead == 0 && s->tx.rcpt_prepaid;
+}
+
 void
 policy_auth_allowed(struct session *s, policy_done_fn *done)
 {

@@ -42,6 +42,11 @@ void policy_mail(struct session *s, policy_done_fn *done);
 /* RCPT: uses the transaction's prepaid recipient (no store call, OK at once) or checks recipient_rate. */
 void policy_rcpt(struct session *s, policy_done_fn *done);
 /*
+ * Whether policy_rcpt would answer OK at once, asking no store, for the
+ * recipient `ahead` places after the next one (0: the next).
+ */
+int policy_rcpt_free(const struct session *s, unsigned ahead);
+/*
  * Before a password is checked: LIMITED when the client's
  * auth_failure_rate window is already full, so a client that was cut off
  * gets no further guesses on new connections until the window ends;

@@ -510,6 +510,167 @@ static void link_ready(void *owner, struct blink *l);
  */
 enum { MW_POLICY = 1, MW_BACKEND = 2 };
 
+/*
+ * ---- commands sent ahead (RFC 2920 towards the backend) ----
+ * A client that pipelines MAIL, RCPT... and DATA waits one round trip
+ * for the group; relayed one command at a time it would wait one per
+ * command, and each costs both sides a send, a receive and a wake-up.
+ * So the RCPTs and DATA behind a MAIL leave with it when it is certain
+ * now that each will reach the backend as it is: the checks of its own
+ * (syntax, relay domains, count) pass, and its policy answer needs no
+ * store. Their replies still come one at a time in order, each claimed
+ * when the command's turn comes; the hash of each line sent makes sure
+ * the claim is for the same command.
+ */
+static uint64_t
+line_hash(const char *p, size_t n)
+{
+	uint64_t h = 14695981039346656037ull;	/* FNV-1a */
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
+	return h;
+}
+
+/*
+ * The checks of RCPT that need neither the backend nor the store, for a
+ * transaction with `accepted` recipients so far; builds the backend's
+ * line. Returns its length, or -1 (the client answered when reply).
+ */
+static int
+rcpt_local(struct session *s, const struct smtp_cmd *cmd, unsigned accepted, char *out,
+	   size_t outlen, int reply)
+{
+	struct env_verdict v;
+	int n;
+
+	if (accepted >= s->cfg->max_recipients) {
+		if (reply)
+			session_reply(s, "452 4.5.3 Error: too many recipients");
+		return -1;
+	}
+	/* An authenticated client may relay anywhere (as Postfix's permit_sasl_authenticated). */
+	if (s->lst->mode == CFG_MODE_RELAY && !s->lst->relay_any && !s->auth_user[0]) {
+		struct slice d = envelope_domain(cmd->path);
+
+		/* A domain-less <postmaster> is always accepted (RFC 5321 4.5.1). */
+		if (d.len && !envelope_domain_listed(d, s->lst->relay_domains, s->lst->nrelay_domains)) {
+			char esc[300];
+
+			if (reply)
+				session_reply(s, "554 5.7.1 <%s>: Relay access denied",
+					      log_escape(esc, sizeof(esc), cmd->path.p, cmd->path.len));
+			return -1;
+		}
+	}
+	n = envelope_rcpt(cmd, s->dsn, out, outlen, &v);
+	if (n < 0 && reply)
+		session_reply_error(s, "%d %s", v.code, v.text);
+	return n;
+}
+
+static void
+ahead_send(struct session *s, struct blink *l, const char *line, size_t len)
+{
+	blink_presend(l, line, len);
+	s->tx.ahead[s->tx.nahead++] = line_hash(line, len);
+}
+
+/* With MAIL on its way to l: the RCPTs and DATA pipelined behind it that may go too. */
+static void
+send_ahead(struct session *s, struct blink *l)
+{
+	struct txn *t = &s->tx;
+	size_t off = s->in_pos;
+	unsigned rcpts = 0;
+
+	t->nahead = t->ahead_used = 0;
+	/*
+	 * Not while the policy has not answered MAIL (a refusal would leave
+	 * recipients at the backend), nor with the client's replies piling
+	 * up unread (the loop would stop before claiming theirs).
+	 */
+	if (!(l->caps & BCAP_PIPELINING) || (t->mail_wait & MW_POLICY) || t->mail_verdict != POLICY_OK ||
+	    s->discarding || s->auth_step || s->w->stopping || conn_queued(&s->conn) >= OUT_PAUSE_AT / 2)
+		return;
+	while (t->nahead < TXN_AHEAD_MAX && off < s->in_len) {
+		const char *start = s->in + off;
+		const char *nl = memchr(start, '\n', s->in_len - off);
+		char line[SMTP_LINE_MAX + 1], out[SMTP_LINE_MAX + 64];
+		struct smtp_cmd cmd;
+		const char *why;
+		size_t n;
+		int len;
+
+		if (nl == NULL)
+			break;
+		n = (size_t)(nl - start);
+		off += n + 1;
+		if (n && start[n - 1] == '\r')
+			n--;
+		if (n + 2 > SMTP_LINE_MAX)
+			break;
+		memcpy(line, start, n);
+		line[n] = '\0';
+		if (smtp_parse_line(line, n, &cmd, &why) != SMTP_PARSE_OK)
+			break;
+		if (cmd.verb == SMTP_DATA) {
+			if (rcpts)
+				ahead_send(s, l, "DATA", 4);
+			break;
+		}
+		if (cmd.verb != SMTP_RCPT || !policy_rcpt_free(s, rcpts))
+			break;
+		len = rcpt_local(s, &cmd, t->rcpts_ok + rcpts, out, sizeof(out), 0);
+		if (len < 0)
+			break;
+		ahead_send(s, l, out, (size_t)len);
+		rcpts++;
+	}
+}
+
+/* Sends a command, or claims its reply when it went ahead. */
+static void
+link_command(struct session *s, const char *line, size_t len, blink_reply_fn *fn)
+{
+	struct txn *t = &s->tx;
+
+	if (t->ahead_used < t->nahead) {
+		if (t->ahead[t->ahead_used++] == line_hash(line, len)) {
+			blink_claim(t->link, fn, s, 0);
+			return;
+		}
+		/* Not the command that went ahead: its reply must answer nothing. */
+		log_error("conn=%s backend=%s command sent ahead does not match; link closed",
+			  s->id, t->link->pool->name);
+		blink_abort(t->link);
+		t->link = NULL;
+		fn(NULL, s, -EPROTO, "", 0);
+		return;
+	}
+	blink_command(t->link, line, len, fn, s, 0);
+}
+
+/*
+ * A command that went ahead is answered here instead (refused by a check
+ * that should have kept it back): the backend may have taken it, a
+ * recipient say, so the link goes and the transaction cannot go on.
+ */
+static void
+ahead_abandon(struct session *s)
+{
+	struct txn *t = &s->tx;
+
+	if (t->ahead_used >= t->nahead || t->link == NULL)
+		return;
+	log_error("conn=%s backend=%s command sent ahead refused here; link closed",
+		  s->id, t->link->pool->name);
+	blink_abort(t->link);
+	t->link = NULL;
+	t->link_lost = 1;
+	t->nahead = t->ahead_used = 0;
+}
+
 /* Both sides are known. text/len: the backend's reply, or NULL for the one kept. */
 static void
 mail_answer(struct session *s, const char *text, size_t len)
@@ -645,7 +806,12 @@ on_mail_reply(struct blink *l, void *owner, int code, const char *text, size_t l
 static void
 send_mail(struct session *s)
 {
-	blink_command(s->tx.link, s->tx.mail_line, s->tx.mail_len, on_mail_reply, s, 0);
+	struct blink *l = s->tx.link;
+
+	blink_write_line(l, s->tx.mail_line, s->tx.mail_len);
+	send_ahead(s, l);
+	conn_flush(&l->conn);
+	blink_expect(l, on_mail_reply, s, 0);
 }
 
 /* After XCLIENT's new greeting the backend wants EHLO again; then MAIL. */
@@ -700,6 +866,21 @@ on_forward_reply(struct blink *l, void *owner, int code, const char *text, size_
 	send_mail(s);
 }
 
+/* XFORWARD's reply, MAIL's on its heels (forward_client). */
+static void
+on_forward_ahead_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
+{
+	struct session *s = owner;
+
+	if (code < 0) {
+		on_mail_reply(l, owner, code, text, len);
+		return;
+	}
+	if (code != 250)
+		log_warn("conn=%s backend=%s XFORWARD refused with %d", s->id, l->pool->name, code);
+	blink_claim(l, on_mail_reply, s, 0);
+}
+
 /*
  * Tells the backend who the real client is, when configured and offered.
  * Returns 1 when a command went out (its reply goes on), 0 when MAIL can
@@ -745,8 +926,17 @@ forward_client(struct session *s, struct blink *l)
 		mail_backend_done(s, 0, NULL, 0, "451 4.4.1 Error: cannot pass the client's identity to the backend");
 		return -1;
 	}
-	if (xclient)
+	if (xclient) {
 		l->no_reuse = 1;
+	} else if (l->caps & BCAP_PIPELINING) {
+		/* XFORWARD's reply only feeds a log line: MAIL need not wait for it. */
+		blink_write_line(l, line, (size_t)n);
+		blink_presend(l, s->tx.mail_line, s->tx.mail_len);
+		send_ahead(s, l);
+		conn_flush(&l->conn);
+		blink_expect(l, on_forward_ahead_reply, s, 0);
+		return 1;
+	}
 	blink_command(l, line, (size_t)n, on_forward_reply, s, 0);
 	return 1;
 }
@@ -796,6 +986,7 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 	struct txn *t = &s->tx;
 
 	if (v != POLICY_OK) {
+		ahead_abandon(s);
 		if (v == POLICY_LIMITED)
 			session_reply(s, "451 4.7.1 Error: too many recipients from %s; try again later", s->peer_ip);
 		else
@@ -809,7 +1000,7 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 		session_resume_commands(s);
 		return;
 	}
-	blink_command(t->link, t->rcpt_line, t->rcpt_len, on_rcpt_reply, s, 0);
+	link_command(s, t->rcpt_line, t->rcpt_len, on_rcpt_reply);
 }
 
 static int
@@ -924,7 +1115,6 @@ static void
 cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 {
 	struct txn *t = &s->tx;
-	struct env_verdict v;
 	char line[SMTP_LINE_MAX + 64];
 	int n;
 
@@ -934,25 +1124,9 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 	}
 	if (txn_link_lost(s))
 		return;
-	if (t->rcpts_ok >= s->cfg->max_recipients) {
-		session_reply(s, "452 4.5.3 Error: too many recipients");
-		return;
-	}
-	/* An authenticated client may relay anywhere (as Postfix's permit_sasl_authenticated). */
-	if (s->lst->mode == CFG_MODE_RELAY && !s->lst->relay_any && !s->auth_user[0]) {
-		struct slice d = envelope_domain(cmd->path);
-
-		/* A domain-less <postmaster> is always accepted (RFC 5321 4.5.1). */
-		if (d.len && !envelope_domain_listed(d, s->lst->relay_domains, s->lst->nrelay_domains)) {
-			char esc[300];
-			session_reply(s, "554 5.7.1 <%s>: Relay access denied",
-			      log_escape(esc, sizeof(esc), cmd->path.p, cmd->path.len));
-			return;
-		}
-	}
-	n = envelope_rcpt(cmd, s->dsn, line, sizeof(line), &v);
+	n = rcpt_local(s, cmd, t->rcpts_ok, line, sizeof(line), 1);
 	if (n < 0) {
-		session_reply_error(s, "%d %s", v.code, v.text);
+		ahead_abandon(s);
 		return;
 	}
 	t->rcpts_tried++;
@@ -976,13 +1150,18 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	if (s->tx.rcpts_ok == 0) {
+		/* Every recipient refused: the backend's answer to a DATA sent ahead is dropped. */
+		if (s->tx.ahead_used < s->tx.nahead && s->tx.link) {
+			s->tx.ahead_used++;
+			blink_disown(s->tx.link);
+		}
 		session_reply_error(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
 	if (txn_link_lost(s))
 		return;
 	s->phase = PH_WAIT;
-	blink_command(s->tx.link, "DATA", 4, on_data_cmd_reply, s, 0);
+	link_command(s, "DATA", 4, on_data_cmd_reply);
 }
 
 static void
@@ -1188,8 +1367,10 @@ session_process(struct session *s)
 		}
 		memcpy(line, start, n);
 		line[n] = '\0';
+		s->in_pos = off;
 		session_command(s, line, n);
 	}
+	s->in_pos = 0;
 	if (s->phase == PH_TLS) {
 		/*
 		 * STARTTLS injection (CVE-2011-0411): text sent in clear after

@@ -32,6 +32,9 @@ enum session_phase {
 
 enum data_refusal { DR_NONE = 0, DR_SMUGGLE, DR_SIZE, DR_BACKEND };
 
+/* Commands sent to the backend ahead of their turn, at most (a longer group waits its turn). */
+#define TXN_AHEAD_MAX 16
+
 struct txn {
 	int active;			/* MAIL accepted */
 	char id[WORKER_TXN_ID_SIZE];
@@ -61,6 +64,9 @@ struct txn {
 	int rcpt_prepaid;		/* MAIL paid for one recipient in advance (policy.c) */
 	char rcpt_line[SMTP_LINE_MAX + 64];	/* rebuilt RCPT, waiting for the recipient-rate check */
 	size_t rcpt_len;
+	/* RCPTs and DATA the client pipelined, sent to the backend with MAIL (hash of each line) */
+	uint64_t ahead[TXN_AHEAD_MAX];
+	unsigned nahead, ahead_used;
 };
 
 struct session {
@@ -77,6 +83,7 @@ struct session {
 	enum session_phase phase;
 	char *in;			/* unprocessed client bytes (commands) */
 	size_t in_len, in_cap;
+	size_t in_pos;			/* while the command loop runs: where the next line starts */
 	int discarding;			/* skipping the rest of an over-long line */
 	int helo, esmtp;
 	int dsn;			/* EHLO offered DSN: its parameters are passed on */

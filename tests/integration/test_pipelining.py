@@ -1,0 +1,358 @@
+"""
+PIPELINING towards the backend (RFC 2920): the RCPTs and DATA a client
+pipelines behind MAIL leave for the backend with MAIL, in one write, when
+the backend offers PIPELINING and nothing about them is left to decide;
+the client's replies are the same as when the commands go one at a time,
+whatever the backend answers.
+
+The backend here holds its reply to MAIL until the group's DATA has come
+(or half a second has passed), and records which lines came meanwhile.
+"""
+
+import socket
+import threading
+import time
+
+from harness import (MxTestCase, SCALE, dot_stuff, free_port, gate_config, make_message,
+                     start_mxgate, ThreadedBackend, wait_until)
+
+HOLD_S = 0.5
+
+MAIL_REFUSED = b"550 5.7.1 sender refused by the backend\r\n"
+RCPT_REFUSED = b"550 5.1.1 no such user here\r\n"
+
+
+class HoldingBackend(ThreadedBackend):
+    """
+    An SMTP server that answers MAIL only after the rest of a pipelined
+    group (self.ahead: per transaction, the lines that came while MAIL
+    waited). fault, for the first transaction only:
+      "refuse_mail": 550 to MAIL, 503 to its RCPTs and DATA;
+      "refuse_rcpt": 550 to every RCPT, 554 to DATA;
+      "bad_354": 550 to every RCPT, yet 354 to DATA (a broken backend).
+    pipelining=False: PIPELINING is not offered.
+    """
+
+    def __init__(self, test, fault=None, pipelining=True, xforward=False):
+        self.fault = fault
+        self.pipelining = pipelining
+        self.xforward = xforward
+        self.mail_with_xforward = []   # per XFORWARD: had MAIL come in the same write?
+        self.connections = 0
+        self.transactions = 0
+        self.ahead = []
+        self.commands = []
+        self.messages = []       # (rcpts, data) of each message taken
+        self.bytes_after_bad_354 = None
+        super().__init__(test)
+
+    def accepted(self, sock):
+        self.connections += 1
+        return ()
+
+    def reply_for(self, verb, faulty, state):
+        if verb in (b"EHLO", b"LHLO"):
+            return (b"250-holding.backend\r\n" + (b"250-PIPELINING\r\n" if self.pipelining else b"") +
+                    (b"250-XFORWARD NAME ADDR PROTO HELO\r\n" if self.xforward else b"") +
+                    b"250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n")
+        if verb == b"MAIL":
+            if faulty == "refuse_mail":
+                state["mail_ok"] = False
+                return MAIL_REFUSED
+            state["mail_ok"] = True
+            state["rcpts"] = []
+            return b"250 2.1.0 ok\r\n"
+        if verb == b"RCPT":
+            if not state.get("mail_ok"):
+                return b"503 5.5.1 need MAIL\r\n"
+            if faulty in ("refuse_rcpt", "bad_354"):
+                return RCPT_REFUSED
+            state["rcpts"].append(state["line"].split(b":", 1)[1].strip())
+            return b"250 2.1.5 ok\r\n"
+        if verb == b"DATA":
+            if faulty == "bad_354":
+                return b"354 go ahead anyway\r\n"
+            if not state.get("mail_ok"):
+                return b"503 5.5.1 need MAIL\r\n"
+            if not state.get("rcpts"):
+                return b"554 5.5.1 no valid recipients\r\n"
+            return b"354 go ahead\r\n"
+        if verb == b"QUIT":
+            return b"221 2.0.0 bye\r\n"
+        if verb == b"RSET":
+            state["mail_ok"] = False
+        return b"250 2.0.0 ok\r\n"
+
+    def serve(self, s):
+        s.settimeout(0.05)
+        state = {}
+        buf = b""
+        try:
+            s.sendall(b"220 holding.backend ESMTP\r\n")
+            while not self.stop.is_set():
+                while b"\n" not in buf:
+                    chunk = self.recv(s)
+                    if chunk is None:
+                        if self.stop.is_set():
+                            return
+                        continue
+                    if not chunk:
+                        return
+                    buf += chunk
+                line, buf = buf.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                verb = line.split(b" ")[0].upper()
+                with self.lock:
+                    self.commands.append(line)
+                faulty = None
+                group = [line]
+                if verb == b"XFORWARD":
+                    with self.lock:
+                        self.mail_with_xforward.append(buf.upper().startswith(b"MAIL FROM:"))
+                if verb == b"MAIL":
+                    with self.lock:
+                        self.transactions += 1
+                        faulty = self.fault if self.transactions == 1 else None
+                    # hold the reply: what else comes before it?
+                    deadline = time.monotonic() + HOLD_S
+                    closed = False
+                    while b"DATA\r\n" not in buf and time.monotonic() < deadline and not closed:
+                        chunk = self.recv(s)
+                        closed = chunk == b""
+                        if chunk:
+                            buf += chunk
+                    while b"\n" in buf:
+                        more, rest = buf.split(b"\n", 1)
+                        more = more.rstrip(b"\r")
+                        if more.split(b" ")[0].upper() not in (b"RCPT", b"DATA"):
+                            break
+                        group.append(more)
+                        buf = rest
+                    with self.lock:
+                        self.ahead.append(group[1:])
+                        self.commands.extend(group[1:])
+                    if closed:
+                        return
+                out = b""
+                for ln in group:
+                    state["line"] = ln
+                    v = ln.split(b" ")[0].upper()
+                    out += self.reply_for(v, faulty, state)
+                    if v == b"QUIT":
+                        s.sendall(out)
+                        return
+                s.sendall(out)
+                if out.endswith(b"354 go ahead anyway\r\n"):
+                    # mxgate must close without a byte of message text
+                    got = self.drain(s, buf)
+                    with self.lock:
+                        self.bytes_after_bad_354 = got
+                    return
+                if out.endswith(b"354 go ahead\r\n"):
+                    data, buf = self.read_data(s, buf)
+                    if data is None:
+                        return
+                    with self.lock:
+                        self.messages.append((list(state["rcpts"]), data))
+                    s.sendall(b"250 2.0.0 Ok: queued as HOLD%d\r\n" % len(self.messages))
+        except OSError:
+            return
+
+    def read_data(self, s, buf):
+        deadline = time.monotonic() + 10 * SCALE
+        while b"\r\n.\r\n" not in buf and time.monotonic() < deadline:
+            chunk = self.recv(s)
+            if chunk == b"":
+                return None, b""
+            if chunk:
+                buf += chunk
+        i = buf.find(b"\r\n.\r\n")
+        if i < 0:
+            return None, b""
+        return buf[:i + 2], buf[i + 5:]
+
+    def drain(self, s, buf):
+        got = len(buf)
+        deadline = time.monotonic() + 5 * SCALE
+        while time.monotonic() < deadline:
+            chunk = self.recv(s)
+            if chunk == b"":
+                return got
+            if chunk:
+                got += len(chunk)
+        return -1   # still open
+
+
+class Pipelining(MxTestCase):
+    def gate(self, backend, relay_domains="example.test", extra=None):
+        port = free_port()
+        cfg = gate_config(port, [backend.port], relay_domains=relay_domains)
+        for k, v in (extra or {}).items():
+            cfg[k] = v
+        return start_mxgate(self, cfg)
+
+    def group(self, c, rcpts, frm="a@example.test"):
+        """Sends MAIL, RCPT x n and DATA in one write; their replies."""
+        c.send(b"".join([b"MAIL FROM:<%s>\r\n" % frm.encode()] +
+                        [b"RCPT TO:<%s>\r\n" % r.encode() for r in rcpts] + [b"DATA\r\n"]))
+        return c.replies(len(rcpts) + 2, timeout=10 * SCALE)
+
+    def finish(self, c, body=b"pipelined\r\n"):
+        msg = make_message(subject="pipelined", body=body)
+        c.send(dot_stuff(msg))
+        return c.reply(timeout=10 * SCALE), msg
+
+    def test_group_goes_in_one_write(self):
+        be = HoldingBackend(self)
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        t0 = time.monotonic()
+        rs = self.group(c, ["b@example.test", "c@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 250, 354], rs)
+        r, msg = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertIn(b"queued as HOLD1", r.raw)
+        # the RCPTs and DATA reached the backend before it answered MAIL,
+        # so the group cost one hold, not one per command
+        self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>", b"RCPT TO:<c@example.test>", b"DATA"]])
+        self.assertLess(time.monotonic() - t0, 2 * HOLD_S + 1.5 * SCALE)
+        rcpts, data = be.messages[0]
+        self.assertEqual(rcpts, [b"<b@example.test>", b"<c@example.test>"])
+        self.assertTrue(data.endswith(msg), data[-200:])
+        # a second message on the same session and link
+        rs = self.group(c, ["d@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(be.ahead[1], [b"RCPT TO:<d@example.test>", b"DATA"])
+        self.assertEqual(be.connections, 1)
+        self.assertEqual(c.cmd("QUIT").code, 221)
+
+    def test_backend_without_pipelining_gets_one_at_a_time(self):
+        be = HoldingBackend(self, pipelining=False)
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(be.ahead, [[]])
+        self.assertEqual(len(be.messages), 1)
+
+    def test_refused_mail(self):
+        """MAIL refused there: the client hears it, and 503 for the rest, as one at a time."""
+        be = HoldingBackend(self, fault="refuse_mail")
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test", "c@example.test"])
+        self.assertEqual([r.code for r in rs], [550, 503, 503, 503], rs)
+        self.assertEqual(rs[0].raw, MAIL_REFUSED)
+        self.assertEqual(len(be.ahead[0]), 3)
+        # the link takes the replies it is owed, then RSET, and serves again
+        wait_until(lambda: b"RSET" in be.commands, 10 * SCALE, what="RSET after the replies due")
+        rs = self.group(c, ["d@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
+        self.assertEqual(be.connections, 1)
+
+    def test_refused_recipients(self):
+        """Every RCPT refused there: their replies relayed, 503 to DATA, the backend's 554 dropped."""
+        be = HoldingBackend(self, fault="refuse_rcpt")
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test", "c@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 550, 550, 503], rs)
+        self.assertEqual(rs[1].raw, RCPT_REFUSED)
+        self.assertIn(b"5.5.1", rs[3].raw)
+        # the transaction goes on: the backend's 554 to that DATA answered
+        # nothing, so the next RCPT gets its own reply
+        self.assertEqual(c.cmd("RCPT TO:<e@example.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual([m[0] for m in be.messages], [[b"<e@example.test>"]])
+        self.assertEqual(be.connections, 1)
+
+    def test_unwanted_354_closes_the_link(self):
+        """A backend that says 354 to a DATA nobody wants gets no message text: the link closes."""
+        be = HoldingBackend(self, fault="bad_354")
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 550, 503], rs)
+        wait_until(lambda: be.bytes_after_bad_354 is not None, 10 * SCALE, what="the link closed")
+        self.assertEqual(be.bytes_after_bad_354, 0)
+        # the session goes on, on a new link
+        self.assertEqual(c.cmd("RSET").code, 250)
+        rs = self.group(c, ["d@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(len(be.messages), 1)
+        self.assertEqual(be.connections, 2)
+
+    def test_stops_at_a_recipient_refused_here(self):
+        """A recipient mxgate refuses never reaches the backend; the group goes ahead up to it."""
+        be = HoldingBackend(self)
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test", "x@elsewhere.test", "c@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 554, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>"]])
+        self.assertEqual(be.messages[0][0], [b"<b@example.test>", b"<c@example.test>"])
+        self.assertNotIn(b"elsewhere", b"\n".join(be.commands))
+
+    def test_recipient_rate_keeps_checked_recipients_back(self):
+        """With a recipient rate, only the recipient MAIL paid for goes ahead; the rate still holds."""
+        be = HoldingBackend(self)
+        gate = self.gate(be, extra={"limits": {"recipient_rate": "2/60s"}})
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test", "c@example.test", "d@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 250, 451, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>"]])
+        self.assertEqual(be.messages[0][0], [b"<b@example.test>", b"<c@example.test>"])
+        self.assertNotIn(b"RCPT TO:<d@example.test>", be.commands)
+
+    def test_client_gone_with_replies_due(self):
+        """The client leaves while the group's replies are due: nothing is delivered, mxgate goes on."""
+        be = HoldingBackend(self)
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        c.send(b"MAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
+        c.close()
+        wait_until(lambda: len(be.ahead) == 1, 10 * SCALE, what="the group at the backend")
+        time.sleep(HOLD_S + 0.3)
+        c = self.open_session(gate)
+        rs = self.group(c, ["c@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual([m[0] for m in be.messages], [[b"<c@example.test>"]])
+
+    def test_xforward_goes_with_mail(self):
+        """XFORWARD's reply only feeds a log line: MAIL leaves with it, also for a client one command at a time."""
+        be = HoldingBackend(self, xforward=True)
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [{"address": be.port, "forward_client": "xforward"}]))
+        c = self.open_session(gate)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        self.assertEqual(c.cmd("DATA").code, 354)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        rs = self.group(c, ["c@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual(be.mail_with_xforward, [True, True])
+        self.assertEqual(be.ahead, [[], [b"RCPT TO:<c@example.test>", b"DATA"]])
+        self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"], [b"<c@example.test>"]])
+        xf = [x for x in be.commands if x.startswith(b"XFORWARD")]
+        self.assertEqual(len(xf), 2)
+        self.assertIn(b"ADDR=127.0.0.1", xf[0])
