@@ -456,7 +456,6 @@ on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size
 {
 	struct session *s = owner;
 
-	(void)l;
 	if (code < 0) {
 		s->tx.link = NULL;
 		session_reply(s, "451 4.4.2 Error: backend connection lost; try again later");
@@ -464,6 +463,12 @@ on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size
 	} else if (code == 354) {
 		data_begin(s);
 		return;
+	} else if (code < 400) {
+		/* No such answer to DATA: the replies and commands are out of step, and the link must go. */
+		log_warn("conn=%s backend=%s answered DATA with %d", s->id, l->pool->name, code);
+		session_reply(s, "451 4.4.2 Error: backend out of step; try again later");
+		txn_log(s, "tempfail", "backend answered DATA with neither 354 nor an error");
+		txn_end(s, LINK_ABORT);
 	} else {
 		relay_reply(s, text, len, code);
 		txn_end(s, LINK_DIRTY);

@@ -29,7 +29,8 @@ class HoldingBackend(ThreadedBackend):
     waited). fault, for the first transaction only:
       "refuse_mail": 550 to MAIL, 503 to its RCPTs and DATA;
       "refuse_rcpt": 550 to every RCPT, 554 to DATA;
-      "bad_354": 550 to every RCPT, yet 354 to DATA (a broken backend).
+      "bad_354": 550 to every RCPT, yet 354 to DATA (a broken backend);
+      "data_250": 250 to DATA (a broken backend, or replies out of step).
     pipelining=False: PIPELINING is not offered.
     """
 
@@ -70,6 +71,8 @@ class HoldingBackend(ThreadedBackend):
             state["rcpts"].append(state["line"].split(b":", 1)[1].strip())
             return b"250 2.1.5 ok\r\n"
         if verb == b"DATA":
+            if faulty == "data_250":
+                return b"250 2.0.0 ok\r\n"
             if faulty == "bad_354":
                 return b"354 go ahead anyway\r\n"
             if not state.get("mail_ok"):
@@ -356,3 +359,18 @@ class Pipelining(MxTestCase):
         xf = [x for x in be.commands if x.startswith(b"XFORWARD")]
         self.assertEqual(len(xf), 2)
         self.assertIn(b"ADDR=127.0.0.1", xf[0])
+
+    def test_data_answered_250_closes_the_link(self):
+        """250 to DATA (a backend out of step) is no go-ahead: 451 to the client, and the link goes."""
+        be = HoldingBackend(self, fault="data_250")
+        gate = self.gate(be)
+        c = self.open_session(gate)
+        rs = self.group(c, ["b@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 451], rs)
+        self.assertIn(b"4.4.2", rs[2].raw)
+        rs = self.group(c, ["d@example.test"])
+        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+        r, _ = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
+        self.assertEqual(be.connections, 2)
