@@ -22,6 +22,16 @@ def norm_id(s):
 
 class Load(MxTestCase):
     def test_200_concurrent_clients(self):
+        self.check_load(())
+
+    def test_200_concurrent_pipelining_clients(self):
+        """The same with MAIL, 3 RCPTs and DATA in one write: the group goes ahead to mxsink."""
+        stored = self.check_load(("--pipelining", "--recipients", "3"))
+        bad = [m["path"] for m in stored if len(m["rcpts"]) != 3]
+        self.assertEqual(bad, [], "stored with other than 3 recipients")
+
+    def check_load(self, extra):
+        """2000 messages from 200 clients: every accepted one stored once, nothing else; the stored ones."""
         sink = start_mxsink(self, extra_args=["--quiet"])
         port = free_port()
         gate = start_mxgate(self, gate_config(
@@ -30,7 +40,7 @@ class Load(MxTestCase):
         id_log = os.path.join(self.tmpdir, "ids.log")
         argv = [binary("mxload"), "--target", "127.0.0.1:%d" % port, "--connections", "200",
                 "--messages", "2000", "--id-log", id_log, "--rcpt-domain", "example.test",
-                "--from", "load@example.test"]
+                "--from", "load@example.test"] + list(extra)
         p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=120 * SCALE)
         out = p.stdout.decode("utf-8", "replace") + p.stderr.decode("utf-8", "replace")
         self.register_log_text("mxload.out", out)
@@ -66,6 +76,7 @@ class Load(MxTestCase):
         self.assertEqual(len(extra), 0, "delivered but not accepted: %d, e.g. %s"
                          % (len(extra), sorted(extra)[:5]))
         self.assertEqual(len(stored), len(ids))
+        return stored
 
     def register_log_text(self, name, text):
         path = os.path.join(self.tmpdir, name)
