@@ -56,6 +56,7 @@ struct txn {
 	/* MAIL waits for the policy check and the backend side by side (session.c) */
 	unsigned mail_wait;		/* MW_* still to come */
 	int mail_launching;		/* cmd_mail is still starting them */
+	int mail_deferred;		/* the backend's side waits for the policy's (group_follows) */
 	int mail_verdict;		/* enum policy_verdict, once known */
 	int mail_code;			/* the backend's reply to MAIL; 0: none (mail_fail says why) */
 	const char *mail_fail;		/* our reply when no backend took MAIL (NULL: no backend available) */

@@ -14,7 +14,7 @@ import threading
 import time
 
 from harness import (MxTestCase, SCALE, dot_stuff, free_port, gate_config, make_message,
-                     start_mxgate, ThreadedBackend, wait_until)
+                     redis_section, start_mxgate, start_redis, ThreadedBackend, wait_until)
 
 HOLD_S = 0.5
 
@@ -374,3 +374,29 @@ class Pipelining(MxTestCase):
         self.assertEqual(r.code, 250, r)
         self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
         self.assertEqual(be.connections, 2)
+
+    def test_limits_in_redis_mail_waits_for_the_store(self):
+        """
+        With limits in Redis, MAIL followed by a pipelined RCPT waits for the
+        store's answer, then leaves with the group; a refusal asks no backend.
+        """
+        be = HoldingBackend(self)
+        redis = start_redis(self)
+        gate = self.gate(be, extra={"redis": redis_section(redis),
+                                    "limits": {"message_rate": "2/60s", "recipient_rate": "100/60s"}})
+        c = self.open_session(gate)
+        for i, rcpt in enumerate(["b@example.test", "c@example.test"]):
+            rs = self.group(c, [rcpt])
+            self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
+            r, _ = self.finish(c)
+            self.assertEqual(r.code, 250, r)
+        # the second MAIL found a warm link at once, yet its RCPT (paid for
+        # at MAIL) and DATA went with it
+        self.assertEqual(be.ahead[1], [b"RCPT TO:<c@example.test>", b"DATA"])
+        # over the message rate: refused, and the backend never hears of it
+        rs = self.group(c, ["d@example.test"])
+        self.assertEqual([r.code for r in rs], [451, 503, 503], rs)
+        self.assertIn(b"4.7.1", rs[0].raw)
+        self.assertEqual(be.transactions, 2)
+        self.assertNotIn(b"RCPT TO:<d@example.test>", be.commands)
+        self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"], [b"<c@example.test>"]])
