@@ -5,9 +5,13 @@
  * pool -> BUSY for one transaction -> IDLE again (after RSET when the
  * transaction was abandoned before its end) -> ... A link that fails,
  * times out or says something unasked is closed; the owner waiting for
- * a reply hears a negative code. Choosing a backend is smooth weighted
- * round robin (as nginx) over the listener's backends, skipping any
- * that refused or failed its greeting in the last seconds.
+ * a reply hears a negative code. Commands sent ahead under PIPELINING
+ * are counted (owed until claimed, skip when no longer wanted), so every
+ * reply still reaches its command's owner, in order, or nobody; a link
+ * released with replies due takes them before its RSET.
+ * Choosing a backend is smooth weighted round robin (as nginx) over the
+ * listener's backends, skipping any that refused or failed its greeting
+ * in the last seconds.
  */
 #include <errno.h>
 #include <stdio.h>
