@@ -14,7 +14,8 @@ import threading
 import time
 
 from harness import (MxTestCase, SCALE, dot_stuff, free_port, gate_config, make_message,
-                     redis_section, start_mxgate, start_redis, ThreadedBackend, wait_until)
+                     postfix_skip_reason, redis_section, start_mxgate, start_postfix_smtpd,
+                     start_redis, ThreadedBackend, wait_until)
 
 HOLD_S = 0.5
 
@@ -400,3 +401,28 @@ class Pipelining(MxTestCase):
         self.assertEqual(be.transactions, 2)
         self.assertNotIn(b"RCPT TO:<d@example.test>", be.commands)
         self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"], [b"<c@example.test>"]])
+
+    def test_postfix_backend(self):
+        """Postfix's smtpd takes the group (XFORWARD, MAIL, RCPTs, DATA) without a pipelining complaint."""
+        why = postfix_skip_reason()
+        if why:
+            self.skipTest(why)
+        pf = start_postfix_smtpd(self, extra_main={"smtpd_relay_restrictions": "reject_unauth_destination"})
+        port = free_port()
+        gate = start_mxgate(self, gate_config(port, [{"address": pf.port, "forward_client": "xforward"}],
+                                              relay_domains="*"))
+        c = self.open_session(gate)
+        for n in range(2):
+            rs = self.group(c, ["b%d@example.test" % n, "x@other.test", "c%d@example.test" % n])
+            self.assertEqual([r.code for r in rs], [250, 250, 554, 250, 354], rs)
+            self.assertIn(b"Relay access denied", rs[2].raw)     # Postfix's own words
+            r, _ = self.finish(c)
+            self.assertEqual(r.code, 250, r)
+            self.assertRegex(r.raw, rb"queued as [0-9A-Za-z]+")
+        self.assertEqual(c.cmd("QUIT").code, 221)
+        # two messages queued, each with its two accepted recipients
+        wait_until(lambda: pf.log().count(b"nrcpt=2 (queue active)") == 2, 10 * SCALE,
+                   what="two messages of two recipients in Postfix's queue")
+        log = pf.log().decode("utf-8", "replace")
+        self.assertNotIn("pipelining", log.lower(), log[-2000:])
+        self.assertEqual(log.count(": client="), 2, log[-2000:])
