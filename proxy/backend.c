@@ -63,8 +63,6 @@ acquire_answer(struct bacquire *a, struct blink *l)
 	if (l) {
 		l->acq = NULL;
 		l->state = BL_BUSY;
-		l->owed = l->skip = 0;
-		l->rset_due = 0;
 		timer_cancel(&a->w->ring.timers, &l->timer);
 	}
 	a->ready(a->owner, l);
@@ -373,6 +371,20 @@ blink_dispatch(struct blink *l, int code)
 	char line[300];
 	int rc;
 
+	if (l->skip && (l->state == BL_BUSY || l->state == BL_RSET)) {
+		/* The reply to a command sent ahead that nobody wants any more. */
+		l->skip--;
+		/* A 354 among them: the backend reads message text now, and only closing ends that. */
+		if (code == 354)
+			goto unasked;
+		if (l->skip == 0 && l->rset_due) {
+			l->rset_due = 0;
+			conn_write(&l->conn, "RSET\r\n", 6);
+			conn_flush(&l->conn);
+			blink_set_timer(l, l->pool->reply_timeout_ms);
+		}
+		return 0;
+	}
 	switch (l->state) {
 	case BL_GREETING:
 		if (code != 220) {
@@ -422,15 +434,6 @@ blink_dispatch(struct blink *l, int code)
 		}
 		return -1;
 	case BL_BUSY:
-		if (l->skip) {
-			l->skip--;
-			/* A 354 nobody wants: the backend reads message text now, and only closing ends that. */
-			if (code == 354) {
-				blink_fail_owner(l, -EPROTO);
-				return -1;
-			}
-			return 0;
-		}
 		if (l->on_reply == NULL)
 			break;
 		fn = l->on_reply;
@@ -440,18 +443,6 @@ blink_dispatch(struct blink *l, int code)
 		fn(l, owner, code, l->reply, l->reply_len);
 		return l->state == BL_CLOSED ? -1 : 0;
 	case BL_RSET:
-		if (l->skip) {
-			l->skip--;
-			if (code == 354)
-				break;
-			if (l->skip == 0 && l->rset_due) {
-				l->rset_due = 0;
-				conn_write(&l->conn, "RSET\r\n", 6);
-				conn_flush(&l->conn);
-				blink_set_timer(l, l->pool->reply_timeout_ms);
-			}
-			return 0;
-		}
 		if (code != 250)
 			break;
 		pool_link_available(l->pool, l);
@@ -459,6 +450,7 @@ blink_dispatch(struct blink *l, int code)
 	default:
 		break;
 	}
+unasked:
 	/* Nothing asked for this reply (e.g. 421 on an idle link): drop the link. */
 	if (l->state == BL_IDLE)
 		idle_remove(l);

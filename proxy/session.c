@@ -172,6 +172,25 @@ in_append(struct session *s, const char *data, size_t len)
 	s->in_len += len;
 }
 
+/*
+ * The complete line at *off of the client's input: its start, its length
+ * without CR LF in *n, and *off moved past it; NULL when no LF has come yet.
+ */
+static const char *
+in_line(const struct session *s, size_t *off, size_t *n)
+{
+	const char *start = s->in + *off;
+	const char *nl = s->in_len > *off ? memchr(start, '\n', s->in_len - *off) : NULL;
+
+	if (nl == NULL)
+		return NULL;
+	*n = (size_t)(nl - start);
+	*off += *n + 1;
+	if (*n && start[*n - 1] == '\r')
+		(*n)--;
+	return start;
+}
+
 /* RFC 3848 protocol names: ESMTP, plus S under TLS, plus A when authenticated. */
 static const char *
 session_proto(const struct session *s)
@@ -598,22 +617,15 @@ send_ahead(struct session *s, struct blink *l)
 	if (!(l->caps & BCAP_PIPELINING) || (t->mail_wait & MW_POLICY) || t->mail_verdict != POLICY_OK ||
 	    s->discarding || s->auth_step || s->w->stopping || conn_queued(&s->conn) >= OUT_PAUSE_AT / 2)
 		return;
-	while (t->nahead < TXN_AHEAD_MAX && off < s->in_len) {
-		const char *start = s->in + off;
-		const char *nl = memchr(start, '\n', s->in_len - off);
+	while (t->nahead < TXN_AHEAD_MAX) {
 		char line[SMTP_LINE_MAX + 1], out[SMTP_LINE_MAX + 64];
 		struct smtp_cmd cmd;
-		const char *why;
+		const char *why, *start;
 		size_t n;
 		int len;
 
-		if (nl == NULL)
-			break;
-		n = (size_t)(nl - start);
-		off += n + 1;
-		if (n && start[n - 1] == '\r')
-			n--;
-		if (n + 2 > SMTP_LINE_MAX)
+		start = in_line(s, &off, &n);
+		if (start == NULL || n + 2 > SMTP_LINE_MAX)
 			break;
 		memcpy(line, start, n);
 		line[n] = '\0';
@@ -634,6 +646,29 @@ send_ahead(struct session *s, struct blink *l)
 	}
 }
 
+/* Whether every backend of the listener has said (in its EHLO reply) it offers cap. */
+static int
+backends_offer(struct session *s, unsigned cap)
+{
+	int all = s->lst->nbackends > 0;
+
+	for (unsigned i = 0; i < s->lst->nbackends; i++) {
+		struct bpool *p = bpool_get(s->w, &s->cfg->backends[s->lst->backends[i]], s->cfg);
+
+		if (!p->caps_known) {
+			/*
+			 * Not learned yet (the backend was down when the worker
+			 * started, say): a link now, so that later sessions know.
+			 */
+			bpool_prewarm(p);
+			all = 0;
+		} else if (!(p->caps & cap)) {
+			all = 0;
+		}
+	}
+	return all;
+}
+
 /*
  * The client pipelined a RCPT behind this MAIL, and the listener's
  * backends offer PIPELINING: MAIL is worth holding until the store has
@@ -650,13 +685,28 @@ group_follows(struct session *s)
 
 	if (avail < 5 || strncasecmp(start, "RCPT ", 5) != 0 || memchr(start, '\n', avail) == NULL)
 		return 0;
-	for (unsigned i = 0; i < s->lst->nbackends; i++) {
-		const struct bpool *p = bpool_get(s->w, &s->cfg->backends[s->lst->backends[i]], s->cfg);
+	return backends_offer(s, BCAP_PIPELINING);
+}
 
-		if (!p->caps_known || !(p->caps & BCAP_PIPELINING))
-			return 0;
-	}
-	return s->lst->nbackends > 0;
+/*
+ * A command that went ahead will not be claimed as sent (refused by a
+ * check that should have kept it back, or a bug): the backend may have
+ * taken it, a recipient say, so the link goes and the transaction cannot
+ * go on.
+ */
+static void
+ahead_abandon(struct session *s, const char *why)
+{
+	struct txn *t = &s->tx;
+
+	if (t->ahead_used >= t->nahead || t->link == NULL)
+		return;
+	log_error("conn=%s backend=%s command sent ahead %s; link closed", s->id,
+		  t->link->pool->name, why);
+	blink_abort(t->link);
+	t->link = NULL;
+	t->link_lost = 1;
+	t->nahead = t->ahead_used = 0;
 }
 
 /* Sends a command, or claims its reply when it went ahead. */
@@ -666,39 +716,17 @@ link_command(struct session *s, const char *line, size_t len, blink_reply_fn *fn
 	struct txn *t = &s->tx;
 
 	if (t->ahead_used < t->nahead) {
-		if (t->ahead[t->ahead_used++] == line_hash(line, len)) {
-			blink_claim(t->link, fn, s, 0);
+		if (t->ahead[t->ahead_used] != line_hash(line, len)) {
+			/* Not the command that went ahead: its reply must answer nothing. */
+			ahead_abandon(s, "does not match this command");
+			fn(NULL, s, -EPROTO, "", 0);
 			return;
 		}
-		/* Not the command that went ahead: its reply must answer nothing. */
-		log_error("conn=%s backend=%s command sent ahead does not match; link closed",
-			  s->id, t->link->pool->name);
-		blink_abort(t->link);
-		t->link = NULL;
-		fn(NULL, s, -EPROTO, "", 0);
+		t->ahead_used++;
+		blink_claim(t->link, fn, s, 0);
 		return;
 	}
 	blink_command(t->link, line, len, fn, s, 0);
-}
-
-/*
- * A command that went ahead is answered here instead (refused by a check
- * that should have kept it back): the backend may have taken it, a
- * recipient say, so the link goes and the transaction cannot go on.
- */
-static void
-ahead_abandon(struct session *s)
-{
-	struct txn *t = &s->tx;
-
-	if (t->ahead_used >= t->nahead || t->link == NULL)
-		return;
-	log_error("conn=%s backend=%s command sent ahead refused here; link closed",
-		  s->id, t->link->pool->name);
-	blink_abort(t->link);
-	t->link = NULL;
-	t->link_lost = 1;
-	t->nahead = t->ahead_used = 0;
 }
 
 /* Both sides are known. text/len: the backend's reply, or NULL for the one kept. */
@@ -1026,7 +1054,7 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 	struct txn *t = &s->tx;
 
 	if (v != POLICY_OK) {
-		ahead_abandon(s);
+		ahead_abandon(s, "refused here");
 		if (v == POLICY_LIMITED)
 			session_reply(s, "451 4.7.1 Error: too many recipients from %s; try again later", s->peer_ip);
 		else
@@ -1041,29 +1069,6 @@ rcpt_checked(struct session *s, enum policy_verdict v)
 		return;
 	}
 	link_command(s, t->rcpt_line, t->rcpt_len, on_rcpt_reply);
-}
-
-static int
-dsn_offered(struct session *s)
-{
-	int all = s->lst->nbackends > 0;
-
-	/* DSN is offered only when every backend of the listener has said it supports it. */
-	for (unsigned i = 0; i < s->lst->nbackends; i++) {
-		struct bpool *p = bpool_get(s->w, &s->cfg->backends[s->lst->backends[i]], s->cfg);
-
-		if (!p->caps_known) {
-			/*
-			 * Not learned yet (the backend was down when the worker
-			 * started, say): a link now, so that later sessions know.
-			 */
-			bpool_prewarm(p);
-			all = 0;
-		} else if (!(p->caps & BCAP_DSN)) {
-			all = 0;
-		}
-	}
-	return all;
 }
 
 static void
@@ -1086,8 +1091,11 @@ cmd_helo(struct session *s, const struct smtp_cmd *cmd)
 	session_reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
 	session_reply(s, "250-8BITMIME");
 	session_reply(s, "250-SMTPUTF8");
-	/* What EHLO offered is what MAIL and RCPT accept for the rest of the session. */
-	s->dsn = dsn_offered(s);
+	/*
+	 * DSN only when every backend of the listener supports it; what EHLO
+	 * offered is what MAIL and RCPT accept for the rest of the session.
+	 */
+	s->dsn = backends_offer(s, BCAP_DSN);
 	if (s->dsn)
 		session_reply(s, "250-DSN");
 	if (s->lst->tls == CFG_TLS_STARTTLS && !s->tls)
@@ -1170,7 +1178,7 @@ cmd_rcpt(struct session *s, const struct smtp_cmd *cmd)
 		return;
 	n = rcpt_local(s, cmd, t->rcpts_ok, line, sizeof(line), 1);
 	if (n < 0) {
-		ahead_abandon(s);
+		ahead_abandon(s, "refused here");
 		return;
 	}
 	t->rcpts_tried++;
@@ -1386,11 +1394,10 @@ session_process(struct session *s)
 	s->processing = 1;
 	while (s->phase == PH_CMD && conn_queued(&s->conn) < OUT_PAUSE_AT) {
 		char line[AUTH_LINE_MAX + 1];
-		char *start = s->in + off;
-		char *nl = s->in_len > off ? memchr(start, '\n', s->in_len - off) : NULL;
-		size_t linelen, n, max = line_max(s, start, s->in_len - off);
+		size_t n, max = line_max(s, s->in + off, s->in_len - off);
+		const char *start = in_line(s, &off, &n);
 
-		if (nl == NULL) {
+		if (start == NULL) {
 			/* RFC 5321 4.5.3.1.4: 512 octets with CRLF; longer ones are dropped up to LF. */
 			if (s->in_len - off > max - 1) {
 				s->discarding = 1;
@@ -1398,11 +1405,6 @@ session_process(struct session *s)
 			}
 			break;
 		}
-		linelen = (size_t)(nl - start) + 1;
-		off += linelen;
-		n = linelen - 1;
-		if (n && start[n - 1] == '\r')
-			n--;
 		/* Counted as if CRLF-terminated, whatever the client used. */
 		if (s->discarding || n + 2 > max) {
 			s->discarding = 0;
