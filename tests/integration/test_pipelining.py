@@ -9,8 +9,6 @@ The backend here holds its reply to MAIL until the group's DATA has come
 (or half a second has passed), and records which lines came meanwhile.
 """
 
-import socket
-import threading
 import time
 
 from harness import (MxTestCase, SCALE, dot_stuff, free_port, gate_config, make_message,
@@ -31,7 +29,10 @@ class HoldingBackend(ThreadedBackend):
       "refuse_mail": 550 to MAIL, 503 to its RCPTs and DATA;
       "refuse_rcpt": 550 to every RCPT, 554 to DATA;
       "bad_354": 550 to every RCPT, yet 354 to DATA (a broken backend);
-      "data_250": 250 to DATA (a broken backend, or replies out of step).
+      "refuse_mail_354": 550 to MAIL, 503 to its RCPTs, yet 354 to DATA;
+      "data_250": 250 to DATA (a broken backend, or replies out of step);
+    and for the first XFORWARD: "refuse_xforward" answers it with 550,
+    "close_at_xforward" closes the connection instead.
     pipelining=False: PIPELINING is not offered.
     """
 
@@ -58,7 +59,7 @@ class HoldingBackend(ThreadedBackend):
                     (b"250-XFORWARD NAME ADDR PROTO HELO\r\n" if self.xforward else b"") +
                     b"250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n")
         if verb == b"MAIL":
-            if faulty == "refuse_mail":
+            if faulty in ("refuse_mail", "refuse_mail_354"):
                 state["mail_ok"] = False
                 return MAIL_REFUSED
             state["mail_ok"] = True
@@ -74,7 +75,7 @@ class HoldingBackend(ThreadedBackend):
         if verb == b"DATA":
             if faulty == "data_250":
                 return b"250 2.0.0 ok\r\n"
-            if faulty == "bad_354":
+            if faulty in ("bad_354", "refuse_mail_354"):
                 return b"354 go ahead anyway\r\n"
             if not state.get("mail_ok"):
                 return b"503 5.5.1 need MAIL\r\n"
@@ -113,6 +114,13 @@ class HoldingBackend(ThreadedBackend):
                 if verb == b"XFORWARD":
                     with self.lock:
                         self.mail_with_xforward.append(buf.upper().startswith(b"MAIL FROM:"))
+                        first = len(self.mail_with_xforward) == 1
+                    if first and self.fault == "close_at_xforward":
+                        s.close()
+                        return
+                    if first and self.fault == "refuse_xforward":
+                        s.sendall(b"550 5.7.0 XFORWARD not allowed here\r\n")
+                        continue
                 if verb == b"MAIL":
                     with self.lock:
                         self.transactions += 1
@@ -188,9 +196,10 @@ class HoldingBackend(ThreadedBackend):
 
 
 class Pipelining(MxTestCase):
-    def gate(self, backend, relay_domains="example.test", extra=None):
+    def gate(self, backend, relay_domains="example.test", extra=None, **backend_keys):
+        """mxgate in front of backend (anything with a port), with more [backend] keys."""
         port = free_port()
-        cfg = gate_config(port, [backend.port], relay_domains=relay_domains)
+        cfg = gate_config(port, [dict(address=backend.port, **backend_keys)], relay_domains=relay_domains)
         for k, v in (extra or {}).items():
             cfg[k] = v
         return start_mxgate(self, cfg)
@@ -206,13 +215,28 @@ class Pipelining(MxTestCase):
         c.send(dot_stuff(msg))
         return c.reply(timeout=10 * SCALE), msg
 
+    def session(self, backend, **gate_kw):
+        """A client session (EHLO done) with an mxgate in front of backend."""
+        return self.open_session(self.gate(backend, **gate_kw))
+
+    def send_group(self, c, rcpts, codes):
+        """group(), with the reply codes it must get."""
+        rs = self.group(c, rcpts)
+        self.assertEqual([r.code for r in rs], codes, rs)
+        return rs
+
+    def deliver(self, c, rcpts):
+        """A pipelined group every part of which is accepted, then its message, accepted too."""
+        self.send_group(c, rcpts, [250] * (len(rcpts) + 1) + [354])
+        r, msg = self.finish(c)
+        self.assertEqual(r.code, 250, r)
+        return r, msg
+
     def test_group_goes_in_one_write(self):
         be = HoldingBackend(self)
-        gate = self.gate(be)
-        c = self.open_session(gate)
+        c = self.session(be)
         t0 = time.monotonic()
-        rs = self.group(c, ["b@example.test", "c@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 250, 354], rs)
+        rs = self.send_group(c, ["b@example.test", "c@example.test"], [250, 250, 250, 354])
         r, msg = self.finish(c)
         self.assertEqual(r.code, 250, r)
         self.assertIn(b"queued as HOLD1", r.raw)
@@ -224,50 +248,36 @@ class Pipelining(MxTestCase):
         self.assertEqual(rcpts, [b"<b@example.test>", b"<c@example.test>"])
         self.assertTrue(data.endswith(msg), data[-200:])
         # a second message on the same session and link
-        rs = self.group(c, ["d@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        self.deliver(c, ["d@example.test"])
         self.assertEqual(be.ahead[1], [b"RCPT TO:<d@example.test>", b"DATA"])
         self.assertEqual(be.connections, 1)
         self.assertEqual(c.cmd("QUIT").code, 221)
 
     def test_backend_without_pipelining_gets_one_at_a_time(self):
         be = HoldingBackend(self, pipelining=False)
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        c = self.session(be)
+        self.deliver(c, ["b@example.test"])
         self.assertEqual(be.ahead, [[]])
         self.assertEqual(len(be.messages), 1)
 
     def test_refused_mail(self):
         """MAIL refused there: the client hears it, and 503 for the rest, as one at a time."""
         be = HoldingBackend(self, fault="refuse_mail")
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test", "c@example.test"])
-        self.assertEqual([r.code for r in rs], [550, 503, 503, 503], rs)
+        c = self.session(be)
+        rs = self.send_group(c, ["b@example.test", "c@example.test"], [550, 503, 503, 503])
         self.assertEqual(rs[0].raw, MAIL_REFUSED)
         self.assertEqual(len(be.ahead[0]), 3)
         # the link takes the replies it is owed, then RSET, and serves again
         wait_until(lambda: b"RSET" in be.commands, 10 * SCALE, what="RSET after the replies due")
-        rs = self.group(c, ["d@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        self.deliver(c, ["d@example.test"])
         self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
         self.assertEqual(be.connections, 1)
 
     def test_refused_recipients(self):
         """Every RCPT refused there: their replies relayed, 503 to DATA, the backend's 554 dropped."""
         be = HoldingBackend(self, fault="refuse_rcpt")
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test", "c@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 550, 550, 503], rs)
+        c = self.session(be)
+        rs = self.send_group(c, ["b@example.test", "c@example.test"], [250, 550, 550, 503])
         self.assertEqual(rs[1].raw, RCPT_REFUSED)
         self.assertIn(b"5.5.1", rs[3].raw)
         # the transaction goes on: the backend's 554 to that DATA answered
@@ -279,31 +289,34 @@ class Pipelining(MxTestCase):
         self.assertEqual([m[0] for m in be.messages], [[b"<e@example.test>"]])
         self.assertEqual(be.connections, 1)
 
-    def test_unwanted_354_closes_the_link(self):
+    def check_unwanted_354(self, fault, codes):
         """A backend that says 354 to a DATA nobody wants gets no message text: the link closes."""
-        be = HoldingBackend(self, fault="bad_354")
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 550, 503], rs)
+        be = HoldingBackend(self, fault=fault)
+        c = self.session(be)
+        self.send_group(c, ["b@example.test"], codes)
         wait_until(lambda: be.bytes_after_bad_354 is not None, 10 * SCALE, what="the link closed")
         self.assertEqual(be.bytes_after_bad_354, 0)
+        self.assertNotIn(b"RSET", be.commands)
         # the session goes on, on a new link
         self.assertEqual(c.cmd("RSET").code, 250)
-        rs = self.group(c, ["d@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
-        self.assertEqual(len(be.messages), 1)
+        self.deliver(c, ["d@example.test"])
+        self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
         self.assertEqual(be.connections, 2)
+
+    def test_unwanted_354_closes_the_link(self):
+        """Every RCPT refused, the DATA sent ahead answered 354 all the same."""
+        self.check_unwanted_354("bad_354", [250, 550, 503])
+
+    def test_unwanted_354_after_release_closes_the_link(self):
+        """MAIL refused, so the link was released with the group's replies due; one is a 354."""
+        self.check_unwanted_354("refuse_mail_354", [550, 503, 503])
 
     def test_stops_at_a_recipient_refused_here(self):
         """A recipient mxgate refuses never reaches the backend; the group goes ahead up to it."""
         be = HoldingBackend(self)
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test", "x@elsewhere.test", "c@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 554, 250, 354], rs)
+        c = self.session(be)
+        self.send_group(c, ["b@example.test", "x@elsewhere.test", "c@example.test"],
+                        [250, 250, 554, 250, 354])
         r, _ = self.finish(c)
         self.assertEqual(r.code, 250, r)
         self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>"]])
@@ -313,10 +326,9 @@ class Pipelining(MxTestCase):
     def test_recipient_rate_keeps_checked_recipients_back(self):
         """With a recipient rate, only the recipient MAIL paid for goes ahead; the rate still holds."""
         be = HoldingBackend(self)
-        gate = self.gate(be, extra={"limits": {"recipient_rate": "2/60s"}})
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test", "c@example.test", "d@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 250, 451, 354], rs)
+        c = self.session(be, extra={"limits": {"recipient_rate": "2/60s"}})
+        self.send_group(c, ["b@example.test", "c@example.test", "d@example.test"],
+                        [250, 250, 250, 451, 354])
         r, _ = self.finish(c)
         self.assertEqual(r.code, 250, r)
         self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>"]])
@@ -333,27 +345,19 @@ class Pipelining(MxTestCase):
         wait_until(lambda: len(be.ahead) == 1, 10 * SCALE, what="the group at the backend")
         time.sleep(HOLD_S + 0.3)
         c = self.open_session(gate)
-        rs = self.group(c, ["c@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        self.deliver(c, ["c@example.test"])
         self.assertEqual([m[0] for m in be.messages], [[b"<c@example.test>"]])
 
     def test_xforward_goes_with_mail(self):
-        """XFORWARD's reply only feeds a log line: MAIL leaves with it, also for a client one command at a time."""
+        """XFORWARD's reply only feeds a log line: MAIL leaves with it, also one command at a time."""
         be = HoldingBackend(self, xforward=True)
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, [{"address": be.port, "forward_client": "xforward"}]))
-        c = self.open_session(gate)
+        c = self.session(be, forward_client="xforward")
         self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
         self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
         self.assertEqual(c.cmd("DATA").code, 354)
         r, _ = self.finish(c)
         self.assertEqual(r.code, 250, r)
-        rs = self.group(c, ["c@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        self.deliver(c, ["c@example.test"])
         self.assertEqual(be.mail_with_xforward, [True, True])
         self.assertEqual(be.ahead, [[], [b"RCPT TO:<c@example.test>", b"DATA"]])
         self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"], [b"<c@example.test>"]])
@@ -361,18 +365,32 @@ class Pipelining(MxTestCase):
         self.assertEqual(len(xf), 2)
         self.assertIn(b"ADDR=127.0.0.1", xf[0])
 
+    def test_xforward_refused_message_still_goes(self):
+        """XFORWARD refused (sent with MAIL): logged, and the message goes on the same link."""
+        be = HoldingBackend(self, xforward=True, fault="refuse_xforward")
+        gate = self.gate(be, forward_client="xforward")
+        c = self.open_session(gate)
+        self.deliver(c, ["b@example.test"])
+        self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"]])
+        self.assertEqual(be.connections, 1)
+        wait_until(lambda: b"XFORWARD refused with 550" in gate.log(), 5 * SCALE, what="the warning")
+
+    def test_xforward_link_lost_tries_another(self):
+        """The link dies at XFORWARD (MAIL and the group on its heels): a new link takes them all."""
+        be = HoldingBackend(self, xforward=True, fault="close_at_xforward")
+        c = self.session(be, forward_client="xforward")
+        self.deliver(c, ["b@example.test"])
+        self.assertEqual([m[0] for m in be.messages], [[b"<b@example.test>"]])
+        self.assertEqual(be.connections, 2)
+        self.assertEqual(be.ahead, [[b"RCPT TO:<b@example.test>", b"DATA"]])
+
     def test_data_answered_250_closes_the_link(self):
         """250 to DATA (a backend out of step) is no go-ahead: 451 to the client, and the link goes."""
         be = HoldingBackend(self, fault="data_250")
-        gate = self.gate(be)
-        c = self.open_session(gate)
-        rs = self.group(c, ["b@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 451], rs)
+        c = self.session(be)
+        rs = self.send_group(c, ["b@example.test"], [250, 250, 451])
         self.assertIn(b"4.4.2", rs[2].raw)
-        rs = self.group(c, ["d@example.test"])
-        self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-        r, _ = self.finish(c)
-        self.assertEqual(r.code, 250, r)
+        self.deliver(c, ["d@example.test"])
         self.assertEqual([m[0] for m in be.messages], [[b"<d@example.test>"]])
         self.assertEqual(be.connections, 2)
 
@@ -383,20 +401,15 @@ class Pipelining(MxTestCase):
         """
         be = HoldingBackend(self)
         redis = start_redis(self)
-        gate = self.gate(be, extra={"redis": redis_section(redis),
+        c = self.session(be, extra={"redis": redis_section(redis),
                                     "limits": {"message_rate": "2/60s", "recipient_rate": "100/60s"}})
-        c = self.open_session(gate)
-        for i, rcpt in enumerate(["b@example.test", "c@example.test"]):
-            rs = self.group(c, [rcpt])
-            self.assertEqual([r.code for r in rs], [250, 250, 354], rs)
-            r, _ = self.finish(c)
-            self.assertEqual(r.code, 250, r)
+        for rcpt in ["b@example.test", "c@example.test"]:
+            self.deliver(c, [rcpt])
         # the second MAIL found a warm link at once, yet its RCPT (paid for
         # at MAIL) and DATA went with it
         self.assertEqual(be.ahead[1], [b"RCPT TO:<c@example.test>", b"DATA"])
         # over the message rate: refused, and the backend never hears of it
-        rs = self.group(c, ["d@example.test"])
-        self.assertEqual([r.code for r in rs], [451, 503, 503], rs)
+        rs = self.send_group(c, ["d@example.test"], [451, 503, 503])
         self.assertIn(b"4.7.1", rs[0].raw)
         self.assertEqual(be.transactions, 2)
         self.assertNotIn(b"RCPT TO:<d@example.test>", be.commands)
@@ -408,13 +421,10 @@ class Pipelining(MxTestCase):
         if why:
             self.skipTest(why)
         pf = start_postfix_smtpd(self, extra_main={"smtpd_relay_restrictions": "reject_unauth_destination"})
-        port = free_port()
-        gate = start_mxgate(self, gate_config(port, [{"address": pf.port, "forward_client": "xforward"}],
-                                              relay_domains="*"))
-        c = self.open_session(gate)
+        c = self.session(pf, relay_domains="*", forward_client="xforward")
         for n in range(2):
-            rs = self.group(c, ["b%d@example.test" % n, "x@other.test", "c%d@example.test" % n])
-            self.assertEqual([r.code for r in rs], [250, 250, 554, 250, 354], rs)
+            rs = self.send_group(c, ["b%d@example.test" % n, "x@other.test", "c%d@example.test" % n],
+                                 [250, 250, 554, 250, 354])
             self.assertIn(b"Relay access denied", rs[2].raw)     # Postfix's own words
             r, _ = self.finish(c)
             self.assertEqual(r.code, 250, r)
