@@ -53,13 +53,14 @@ usage(FILE *f)
 		"usage: mxsink --listen ADDR [--listen ADDR2...] [--lmtp] [--store DIR]\n"
 		"              [--reply-data CODE] [--reply-rcpt CODE] [--reply-mail CODE]\n"
 		"              [--delay DURATION] [--fail-rate P] [--max-messages N]\n"
-		"              [--quiet] [--workers N]\n"
+		"              [--quiet] [--workers N] [--no-chunking]\n"
 		"              [--tls-cert FILE --tls-key FILE [--tls-implicit]]\n"
 		"       mxsink -V | -h\n"
 		"  ADDR: 127.0.0.1:PORT, [::1]:PORT or unix:/path\n"
 		"  DURATION: 250ms, 2s, 1m, 1h (a bare number is seconds)\n"
 		"  --tls-cert, --tls-key: PEM certificate chain and key; STARTTLS is offered\n"
 		"  --tls-implicit: TLS from the first byte instead (RFC 8314), no STARTTLS\n"
+		"  --no-chunking: do not offer CHUNKING (BDAT, RFC 3030); DATA only\n"
 		"  --store DIR: each message as DIR/ID.eml, its envelope as DIR/ID.eml.env\n"
 		"    (MAIL FROM, RCPT TO, XFORWARD, XCLIENT lines; \"TLS <version> <cipher>\"\n"
 		"    when it came over TLS)\n");
@@ -147,7 +148,7 @@ add_listen(const char *s)
 }
 
 enum { O_LISTEN = 256, O_LMTP, O_STORE, O_RDATA, O_RRCPT, O_RMAIL, O_DELAY, O_FAIL,
-       O_MAX, O_QUIET, O_WORKERS, O_TLS_CERT, O_TLS_KEY, O_TLS_IMPLICIT, O_HELP };
+       O_MAX, O_QUIET, O_WORKERS, O_TLS_CERT, O_TLS_KEY, O_TLS_IMPLICIT, O_NO_CHUNKING, O_HELP };
 
 static void
 parse_args(int argc, char **argv)
@@ -167,6 +168,7 @@ parse_args(int argc, char **argv)
 		{ "tls-cert", required_argument, NULL, O_TLS_CERT },
 		{ "tls-key", required_argument, NULL, O_TLS_KEY },
 		{ "tls-implicit", no_argument, NULL, O_TLS_IMPLICIT },
+		{ "no-chunking", no_argument, NULL, O_NO_CHUNKING },
 		{ "help", no_argument, NULL, O_HELP },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -190,6 +192,7 @@ parse_args(int argc, char **argv)
 		case O_TLS_CERT: sink_opts.tls_cert = optarg; break;
 		case O_TLS_KEY: sink_opts.tls_key = optarg; break;
 		case O_TLS_IMPLICIT: sink_opts.tls_implicit = 1; break;
+		case O_NO_CHUNKING: sink_opts.no_chunking = 1; break;
 		case 'h':
 		case O_HELP: usage(stdout); exit(0);
 		case 'V': printf("mxsink %s\n", MXGATE_VERSION); exit(0);

@@ -57,6 +57,7 @@ struct sink_opts {
 	int workers;
 	const char *tls_cert, *tls_key;	/* --tls-cert/--tls-key: STARTTLS offered */
 	int tls_implicit;		/* --tls-implicit: the handshake comes first */
+	int no_chunking;		/* --no-chunking: BDAT not offered */
 	struct tls_ctx *tls_ctx;	/* the server context, owned by main; NULL: no TLS */
 };
 extern struct sink_opts sink_opts;
@@ -114,6 +115,10 @@ struct sink_session {
 		 line_overflow:1, has_mail:1, last_message:1;
 	unsigned tls_wait:1;		/* handshaking: input is not commands */
 	unsigned tls:1;			/* under TLS; tls_desc says which */
+	/* BDAT (RFC 3030): a chunk's octets are being read; bdat: this transaction uses BDAT */
+	unsigned chunk_mode:1, chunk_last:1, bdat:1;
+	uint64_t chunk_left;
+	const char *chunk_refusal;	/* the reply once the chunk is read, when refused */
 	struct sink_buf line;		/* a command line split across receives */
 	struct sink_buf held;		/* input received while a delayed reply waits */
 	struct sink_buf reply;		/* the delayed reply */
@@ -142,6 +147,8 @@ void sink_store_init(struct sink_store *st);
 int sink_store_open(struct sink_store *st, const char *dir, const char *id);
 /* Dot-stuffed DATA octets, terminator included, in any split. */
 void sink_store_feed(struct sink_store *st, const char *p, size_t n);
+/* Feeds message octets as they are (BDAT chunks: nothing is stuffed). */
+void sink_store_raw(struct sink_store *st, const char *p, size_t n);
 /*
  * Writes dir/<id>.eml.env (env) and dir/<id>.eml, each by rename of a
  * temp file, .env first. Returns 0, or -1 with nothing left in dir.

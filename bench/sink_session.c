@@ -28,6 +28,7 @@ static void sink_on_recv(struct conn *c, char *data, size_t len, int bid);
 static void sink_on_drain(struct conn *c);
 static void sink_on_closed(struct conn *c);
 static void sink_on_tls(struct conn *c, int err);
+static void sink_chunk_end(struct sink_session *s);
 
 static const struct conn_ops sink_conn_ops = {
 	.on_recv = sink_on_recv,
@@ -46,8 +47,13 @@ static const struct conn_ops sink_conn_ops = {
 	"250-DSN\r\n" \
 	"250-XFORWARD NAME ADDR PROTO HELO\r\n" \
 	"250 XCLIENT NAME ADDR PROTO HELO LOGIN\r\n"
-#define S_EHLO "250-" SINK_HOSTNAME "\r\n" S_EHLO_TAIL
-#define S_EHLO_STARTTLS "250-" SINK_HOSTNAME "\r\n250-STARTTLS\r\n" S_EHLO_TAIL
+
+/* Between DATA (or a first BDAT) and the end of that message. */
+static int
+sink_in_message(const struct sink_session *s)
+{
+	return s->data_mode || s->chunk_mode || s->bdat;
+}
 
 /* Queues a literal reply; replies of one receive coalesce in conn's chunk. */
 static void
@@ -70,6 +76,11 @@ sink_txn_reset(struct sink_session *s)
 	s->has_mail = 0;
 	s->nrcpt = 0;
 	s->rcpt_refused = 0;
+	if (s->bdat) {
+		/* a BDAT transaction without its LAST chunk: nothing of it is kept */
+		sink_store_abort(&s->store);
+		s->bdat = 0;
+	}
 	sink_buf_reset(&s->env);
 	sink_buf_reset(&s->xforward);
 }
@@ -120,10 +131,16 @@ static void
 cmd_hello(struct sink_session *s, int extended)
 {
 	sink_txn_reset(s);
-	if (!extended)
+	if (!extended) {
 		sink_reply(s, "250 " SINK_HOSTNAME "\r\n");
-	else
-		sink_reply(s, sink_can_starttls(s) ? S_EHLO_STARTTLS : S_EHLO);
+		return;
+	}
+	sink_reply(s, "250-" SINK_HOSTNAME "\r\n");
+	if (sink_can_starttls(s))
+		sink_reply(s, "250-STARTTLS\r\n");
+	if (!sink_opts.no_chunking)
+		sink_reply(s, "250-CHUNKING\r\n");
+	sink_reply(s, S_EHLO_TAIL);
 }
 
 static void
@@ -248,6 +265,22 @@ sink_store_begin(struct sink_session *s)
 	return -1;
 }
 
+/* Opens the message (an id, the --store file); or -1 (logged). */
+static int
+sink_txn_open(struct sink_session *s)
+{
+	if (!sink_opts.store_dir)
+		sink_new_id(s);
+	else if (sink_store_begin(s) < 0) {
+		log_error("mxsink: cannot create %s: %m", s->store.tmp);
+		sink_store_abort(&s->store);
+		return -1;
+	}
+	return 0;
+}
+
+#define S_CANNOT_STORE "451 4.3.0 Error: cannot store the message\r\n"
+
 static void
 cmd_data(struct sink_session *s, const char *arg, size_t len)
 {
@@ -262,17 +295,58 @@ cmd_data(struct sink_session *s, const char *arg, size_t len)
 				: "503 5.5.1 Error: need RCPT command\r\n");
 		return;
 	}
-	if (!sink_opts.store_dir)
-		sink_new_id(s);
-	else if (sink_store_begin(s) < 0) {
-		log_error("mxsink: cannot create %s: %m", s->store.tmp);
-		sink_store_abort(&s->store);
-		sink_reply(s, "451 4.3.0 Error: cannot store the message\r\n");
+	if (s->bdat) {
+		/* RFC 3030 2: DATA and BDAT do not mix in one transaction */
+		sink_reply(s, "503 5.5.1 Error: BDAT transaction in progress\r\n");
+		return;
+	}
+	if (sink_txn_open(s) < 0) {
+		sink_reply(s, S_CANNOT_STORE);
 		return;
 	}
 	data_scan_init(&s->scan, 0);
 	s->data_mode = 1;
 	sink_reply(s, "354 End data with <CR><LF>.<CR><LF>\r\n");
+}
+
+/*
+ * RFC 3030: "BDAT size [LAST]", then exactly size octets of message,
+ * whatever they hold. A refused BDAT still has its octets read (the
+ * reply follows them). A size that cannot be read leaves no way to find
+ * the next command: 501 and the session ends.
+ */
+static void
+cmd_bdat(struct sink_session *s, const char *arg, size_t len)
+{
+	uint64_t n = 0;
+	size_t i = 0;
+
+	while (i < len && arg[i] >= '0' && arg[i] <= '9' && i < 19)
+		n = n * 10 + (uint64_t)(arg[i++] - '0');
+	if (i == 0 || (i < len && !(len - i == 5 && strncasecmp(arg + i, " LAST", 5) == 0))) {
+		sink_reply(s, "501 5.5.4 Syntax: BDAT size [LAST]\r\n");
+		s->quitting = 1;
+		return;
+	}
+	s->chunk_mode = 1;
+	s->chunk_left = n;
+	s->chunk_last = i < len;
+	s->chunk_refusal = NULL;
+	if (!s->has_mail)
+		s->chunk_refusal = "503 5.5.1 Error: need MAIL command\r\n";
+	else if (s->nrcpt == 0)
+		s->chunk_refusal = s->rcpt_refused ? "554 5.5.1 Error: no valid recipients\r\n"
+				   : "503 5.5.1 Error: need RCPT command\r\n";
+	else if (!s->bdat) {
+		if (sink_txn_open(s) < 0) {
+			s->chunk_refusal = S_CANNOT_STORE;
+		} else {
+			data_scan_init(&s->scan, 0);	/* for its offset: the message size */
+			s->bdat = 1;
+		}
+	}
+	if (n == 0)
+		sink_chunk_end(s);
 }
 
 static void
@@ -375,6 +449,7 @@ static const struct sink_verb {
 	{ "MAIL", cmd_mail },
 	{ "RCPT", cmd_rcpt },
 	{ "DATA", cmd_data },
+	{ "BDAT", cmd_bdat },
 	{ "RSET", cmd_rset },
 	{ "NOOP", cmd_noop },
 	{ "QUIT", cmd_quit },
@@ -530,8 +605,8 @@ sink_log_queued(struct sink_session *s)
 	const char *nl = memchr(s->env.p, '\n', s->env.len);
 	int flen = nl ? (int)(nl - s->env.p) : 0;
 
-	log_info("mxsink: id=%s client=%s %.*s rcpts=%u size=%llu", s->id, s->peer,
-		 flen, s->env.p, s->nrcpt, (unsigned long long)s->scan.offset);
+	log_info("mxsink: id=%s client=%s %.*s rcpts=%u size=%llu via=%s", s->id, s->peer,
+		 flen, s->env.p, s->nrcpt, (unsigned long long)s->scan.offset, s->bdat ? "BDAT" : "DATA");
 }
 
 static void
@@ -570,6 +645,46 @@ sink_data_end(struct sink_session *s)
 	timer_arm(&s->w->ring.timers, &s->delay_timer, sink_opts.delay_ms);
 }
 
+/* A BDAT chunk has all its octets: its reply, or with LAST the message's. */
+static void
+sink_chunk_end(struct sink_session *s)
+{
+	char line[80];
+
+	s->chunk_mode = 0;
+	if (s->chunk_refusal) {
+		sink_reply(s, s->chunk_refusal);
+		return;
+	}
+	if (!s->chunk_last) {
+		snprintf(line, sizeof(line), "250 2.0.0 %llu octets received\r\n",
+			 (unsigned long long)s->scan.offset);
+		sink_reply(s, line);
+		return;
+	}
+	/* The store drops the last two octets it is given (sink_store.c): these. */
+	if (s->store.fd >= 0)
+		sink_store_raw(&s->store, "\r\n", 2);
+	sink_data_end(s);	/* its sink_txn_reset ends the BDAT transaction */
+}
+
+/* Consumes the octets of a BDAT chunk, up to its size. */
+static size_t
+sink_chunk_feed(struct sink_session *s, const char *p, size_t n)
+{
+	size_t used = n < s->chunk_left ? n : (size_t)s->chunk_left;
+
+	if (!s->chunk_refusal) {
+		if (s->store.fd >= 0)
+			sink_store_raw(&s->store, p, used);
+		s->scan.offset += used;
+	}
+	s->chunk_left -= used;
+	if (s->chunk_left == 0)
+		sink_chunk_end(s);
+	return used;
+}
+
 /* Consumes DATA octets up to and including the end, or all of them. */
 static size_t
 sink_data_feed(struct sink_session *s, const char *p, size_t n)
@@ -589,7 +704,8 @@ static void
 sink_input(struct sink_session *s, const char *p, size_t n)
 {
 	while (n && !s->waiting && !s->quitting && !s->tls_wait && !s->conn.closing) {
-		size_t used = s->data_mode ? sink_data_feed(s, p, n) : sink_cmd_feed(s, p, n);
+		size_t used = s->chunk_mode ? sink_chunk_feed(s, p, n) :
+			      s->data_mode ? sink_data_feed(s, p, n) : sink_cmd_feed(s, p, n);
 		p += used;
 		n -= used;
 	}
@@ -606,7 +722,7 @@ sink_after_input(struct sink_session *s)
 		conn_close(&s->conn);
 		return;
 	}
-	if (s->w->draining && !s->data_mode && !s->waiting && !s->quitting) {
+	if (s->w->draining && !sink_in_message(s) && !s->waiting && !s->quitting) {
 		sink_reply(s, "421 4.3.2 " SINK_HOSTNAME " shutting down\r\n");
 		s->quitting = 1;
 	}
@@ -671,9 +787,9 @@ sink_on_drain(struct conn *c)
 void
 sink_session_discard(struct sink_session *s)
 {
-	if (s->data_mode || s->store.fd >= 0) {
+	if (sink_in_message(s) || s->store.fd >= 0) {
 		s->w->stats.aborted++;
-		s->data_mode = 0;
+		s->data_mode = s->chunk_mode = s->bdat = 0;
 	}
 	sink_store_abort(&s->store);
 }
@@ -742,7 +858,7 @@ sink_session_drain(struct sink_session *s)
 {
 	if (s->conn.closing || s->quitting)
 		return;
-	if (s->tls_wait || (!s->data_mode && !s->waiting))
+	if (s->tls_wait || (!sink_in_message(s) && !s->waiting))
 		sink_after_input(s);
 	/* A busy session gets its 421 after its end-of-data reply (sink_after_input). */
 }

@@ -123,6 +123,12 @@ sink_store_feed(struct sink_store *st, const char *p, size_t n)
 	}
 }
 
+void
+sink_store_raw(struct sink_store *st, const char *p, size_t n)
+{
+	sink_stage_put(st, p, n);
+}
+
 static int
 sink_write_file(const char *path, const char *p, size_t n)
 {
