@@ -342,6 +342,7 @@ blink_parse_caps(struct blink *l)
 			else if (KW("DSN")) l->caps |= BCAP_DSN;
 			else if (KW("ENHANCEDSTATUSCODES")) l->caps |= BCAP_ENHANCED;
 			else if (KW("STARTTLS")) l->caps |= BCAP_STARTTLS;
+			else if (KW("CHUNKING")) l->caps |= BCAP_CHUNKING;
 			else if (KW("XFORWARD")) {
 				l->caps |= BCAP_XFORWARD;
 				l->xforward_attrs = envelope_forward_attrs(kw + 8, n - 8);

@@ -25,6 +25,7 @@ enum {
 	BCAP_XFORWARD = 1u << 6,
 	BCAP_XCLIENT = 1u << 7,
 	BCAP_STARTTLS = 1u << 8,
+	BCAP_CHUNKING = 1u << 9,
 };
 
 #define BREPLY_MAX 4096

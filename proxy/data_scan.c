@@ -704,3 +704,13 @@ data_scan(struct data_scan *s, const char *buf, size_t len)
 {
 	return impls[data_scan_impl_default()].fn(s, buf, len);
 }
+
+/*
+ * Only after CRLF does a line start: the scanner has refused any bare LF
+ * by the time a message is whole, so "\n." finds every stuffed dot.
+ */
+int
+data_stuffed_dot(const char *msg, size_t n)
+{
+	return n && (msg[0] == '.' || memmem(msg, n, "\n.", 2) != NULL);
+}

@@ -45,4 +45,11 @@ void data_scan_init(struct data_scan *s, uint32_t max_line);
  */
 size_t data_scan(struct data_scan *s, const char *buf, size_t len);
 
+/*
+ * Whether msg[0..n), a whole dot-stuffed message without its final
+ * ".\r\n", has a line that starts with '.' (a stuffed dot): if not, its
+ * octets are the message itself, as BDAT would carry it.
+ */
+int data_stuffed_dot(const char *msg, size_t n);
+
 #endif

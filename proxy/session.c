@@ -9,12 +9,8 @@
  * the loop runs out of buffered input, so a pipelined group's replies
  * leave in one send (RFC 2920 3.1).
  *
- * DATA is cut through: each received buffer is scanned (data_scan) and
- * queued to the backend by reference, with the Received: header sent
- * first. Anything ambiguous (bare CR/LF, NUL, over-long line), a size
- * overrun or a backend failure aborts the backend transaction (closed
- * without the final dot); the session reads on to the real end of data
- * and refuses the message. Bytes after the end are commands.
+ * The DATA phase, from the client's DATA to the backend's final reply,
+ * is session_data.c's.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -40,19 +36,10 @@
 #define AUTH_LINE_MAX 4096		/* see line_max() */
 #define IN_PAUSE_AT 16384		/* stop reading commands while this much waits */
 #define OUT_PAUSE_AT 65536		/* a client that does not read its replies is not read either */
-#ifndef DATA_HIGH_WATER
-#define DATA_HIGH_WATER (256 * 1024)	/* bytes queued to the backend before the client waits */
-#endif
-#ifndef DATA_MAX_SEGS
-#define DATA_MAX_SEGS 16
-#endif
 #define DRAIN_LINGER_MS 1000
 #define TLS_HANDSHAKE_MS 30000	/* a handshake stalled this long is dropped */
 #define PROXY_AUTO_WAIT_MS 300	/* proxy_protocol = auto: a direct client sends nothing before the greeting */
 
-enum link_end { LINK_CLEAN, LINK_DIRTY, LINK_ABORT };
-
-static void session_data(struct session *s, const char *data, size_t len, int bid);
 static void on_recv(struct conn *c, char *data, size_t len, int bid);
 static void on_eof(struct conn *c, int err);
 static void on_closed(struct conn *c);
@@ -132,7 +119,7 @@ session_reply_error(struct session *s, const char *fmt, ...)
 	session_reply(s, "%s", buf);
 }
 
-static void
+void
 relay_reply(struct session *s, const char *text, size_t len, int code)
 {
 	char out[BREPLY_MAX + 64];
@@ -145,13 +132,13 @@ relay_reply(struct session *s, const char *text, size_t len, int code)
 	conn_write(&s->conn, out, n);
 }
 
-static void
+void
 session_timer(struct session *s, uint64_t ms)
 {
 	timer_arm(&s->w->ring.timers, &s->timer, ms);
 }
 
-static void
+void
 in_append(struct session *s, const char *data, size_t len)
 {
 	if (s->in_len + len > s->in_cap) {
@@ -192,7 +179,7 @@ in_line(const struct session *s, size_t *off, size_t *n)
 }
 
 /* RFC 3848 protocol names: ESMTP, plus S under TLS, plus A when authenticated. */
-static const char *
+const char *
 session_proto(const struct session *s)
 {
 	static const char *const names[2][2][2] = {
@@ -204,7 +191,7 @@ session_proto(const struct session *s)
 
 /* ---- transaction ---- */
 
-static void
+void
 txn_log(struct session *s, const char *status, const char *why)
 {
 	struct txn *t = &s->tx;
@@ -217,7 +204,7 @@ txn_log(struct session *s, const char *status, const char *why)
 		 (unsigned long long)(timer_now_ms() - t->start_ms));
 }
 
-static void
+void
 txn_end(struct session *s, enum link_end how)
 {
 	struct txn *t = &s->tx;
@@ -231,6 +218,7 @@ txn_end(struct session *s, enum link_end how)
 			blink_release(t->link, how == LINK_DIRTY);
 	}
 	free(t->mail_reply);
+	data_release(s);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -242,192 +230,6 @@ session_resume_commands(struct session *s)
 		return;
 	s->phase = PH_CMD;
 	session_process(s);
-}
-
-static void
-on_final_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
-{
-	struct session *s = owner;
-	char first[256];
-
-	(void)l;
-	if (code < 0) {
-		s->tx.link = NULL;
-		session_reply(s, "451 4.4.2 Error: backend failed before accepting the message; try again later");
-		txn_log(s, "tempfail", "backend failed after end of data");
-		txn_end(s, LINK_ABORT);
-		session_resume_commands(s);
-		return;
-	}
-	relay_reply(s, text, len, code);
-	{
-		size_t n = strcspn(text, "\r\n");
-		if (n > sizeof(first) - 1)
-			n = sizeof(first) - 1;
-		memcpy(first, text, n);
-		first[n] = '\0';
-	}
-	if (code >= 200 && code < 300) {
-		s->messages++;
-		s->junk = 0;
-	}
-	txn_log(s, code < 300 ? "sent" : code < 500 ? "deferred" : "bounced", first);
-	txn_end(s, LINK_CLEAN);
-	session_resume_commands(s);
-}
-
-static void
-on_stream_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
-{
-	struct session *s = owner;
-
-	(void)text;
-	(void)len;
-	/* Anything the backend says before our final dot ends its transaction. */
-	if (code >= 0)
-		blink_abort(l);
-	s->tx.link = NULL;
-	if (s->tx.refused == DR_NONE)
-		s->tx.refused = DR_BACKEND;
-	conn_recv_resume(&s->conn);
-}
-
-static void
-on_link_drain(void *owner)
-{
-	struct session *s = owner;
-
-	if (s->phase == PH_DATA)
-		conn_recv_resume(&s->conn);
-}
-
-static void
-data_begin(struct session *s)
-{
-	struct txn *t = &s->tx;
-	struct received_info ri;
-	char hdr[1024];
-	size_t n;
-
-	s->phase = PH_DATA;
-	session_reply(s, "354 End data with <CR><LF>.<CR><LF>");
-	conn_flush(&s->conn);
-	data_scan_init(&t->scan, DATA_LINE_MAX);
-	memset(&ri, 0, sizeof(ri));
-	ri.helo = s->helo_name;
-	ri.client_ip = s->peer_ip;
-	ri.hostname = s->cfg->hostname;
-	ri.proto = session_proto(s);
-	ri.tls_version = conn_tls_version(&s->conn);
-	ri.tls_cipher = conn_tls_cipher(&s->conn);
-	ri.auth_user = s->auth_user[0] ? s->auth_user : NULL;
-	ri.id = t->id;
-	ri.rcpt = t->rcpts_ok == 1 ? t->first_rcpt : NULL;
-	ri.when = time(NULL);
-	n = envelope_received(&ri, hdr, sizeof(hdr));
-	conn_write(&t->link->conn, hdr, n);
-	t->link->on_drain = on_link_drain;
-	blink_expect(t->link, on_stream_reply, s, BLINK_NO_TIMEOUT);
-	session_timer(s, s->cfg->timeout_data_ms);
-	/* Bytes the client sent right after DATA are message bytes. */
-	if (s->in_len) {
-		size_t left = s->in_len;
-		char *rest = s->in;
-
-		s->in = NULL;
-		s->in_len = s->in_cap = 0;
-		session_data(s, rest, left, -1);
-		free(rest);
-	}
-}
-
-static void
-data_refuse(struct session *s)
-{
-	struct txn *t = &s->tx;
-
-	switch (t->refused) {
-	case DR_SMUGGLE:
-		if (t->scan.flags & (DATA_FLAG_BARE_LF | DATA_FLAG_BARE_CR | DATA_FLAG_NUL)) {
-			session_reply(s, "550 5.6.0 Error: message refused: bare CR, bare LF or NUL in data (RFC 5321 2.3.8)");
-			txn_log(s, "refused", "bare CR/LF or NUL in data");
-		} else {
-			session_reply(s, "550 5.6.0 Error: message refused: text line longer than 1000 octets");
-			txn_log(s, "refused", "line too long");
-		}
-		break;
-	case DR_SIZE:
-		session_reply(s, "552 5.3.4 Error: message size exceeds fixed limit");
-		txn_log(s, "refused", "message too big");
-		break;
-	default:
-		session_reply(s, "451 4.4.2 Error: backend failed during DATA; message not accepted, try again later");
-		txn_log(s, "tempfail", "backend failed during data");
-		break;
-	}
-	txn_end(s, LINK_ABORT);
-}
-
-/*
- * Back-pressure: the client is not read while its backend is behind.
- * Bytes and buffers both count (many small reads would pin many pool
- * buffers), and when the worker's pool runs low each session may hold
- * only a couple, so one slow backend cannot starve every other session.
- */
-static int
-data_backlogged(const struct session *s, const struct conn *bc)
-{
-	const struct pbuf_pool *p = s->w->ring.pbufs;
-
-	if (conn_queued(bc) > DATA_HIGH_WATER || bc->seg_count > DATA_MAX_SEGS)
-		return 1;
-	return pbuf_free_count(p) < p->nbufs / 4 && bc->seg_count >= 2;
-}
-
-static void
-session_data(struct session *s, const char *data, size_t len, int bid)
-{
-	struct txn *t = &s->tx;
-	size_t n = data_scan(&t->scan, data, len);
-
-	t->bytes += n;
-	if (t->refused == DR_NONE) {
-		if (t->scan.flags)
-			t->refused = DR_SMUGGLE;
-		else if (t->bytes > s->cfg->max_message_size + 3)	/* + the final ".\r\n" */
-			t->refused = DR_SIZE;
-		if (t->refused != DR_NONE && t->link) {
-			/* Without the final dot the backend discards what it has. */
-			blink_abort(t->link);
-			t->link = NULL;
-		}
-	}
-	if (t->refused == DR_NONE && t->link) {
-		struct conn *bc = &t->link->conn;
-
-		if (bid >= 0)
-			conn_write_pbuf(bc, data, n, bid);
-		else
-			conn_write(bc, data, n);
-		conn_flush(bc);
-	}
-	if (!t->scan.done) {
-		session_timer(s, s->cfg->timeout_data_ms);
-		if (t->link && data_backlogged(s, &t->link->conn))
-			conn_recv_pause(&s->conn);
-		return;
-	}
-	if (n < len)
-		in_append(s, data + n, len - n);
-	timer_cancel(&s->w->ring.timers, &s->timer);
-	if (t->refused == DR_NONE && t->link) {
-		s->phase = PH_WAIT;
-		t->link->on_drain = NULL;
-		blink_expect(t->link, on_final_reply, s, s->cfg->timeout_data_ms);
-		return;
-	}
-	data_refuse(s);
-	session_resume_commands(s);
 }
 
 /*
@@ -468,31 +270,6 @@ txn_link_lost(struct session *s)
 	txn_log(s, "tempfail", "backend lost between commands");
 	txn_end(s, LINK_CLEAN);
 	return 1;
-}
-
-static void
-on_data_cmd_reply(struct blink *l, void *owner, int code, const char *text, size_t len)
-{
-	struct session *s = owner;
-
-	if (code < 0) {
-		s->tx.link = NULL;
-		session_reply(s, "451 4.4.2 Error: backend connection lost; try again later");
-		txn_end(s, LINK_ABORT);
-	} else if (code == 354) {
-		data_begin(s);
-		return;
-	} else if (code < 400) {
-		/* No such answer to DATA: the replies and commands are out of step, and the link must go. */
-		log_warn("conn=%s backend=%s answered DATA with %d", s->id, l->pool->name, code);
-		session_reply(s, "451 4.4.2 Error: backend out of step; try again later");
-		txn_log(s, "tempfail", "backend answered DATA with neither 354 nor an error");
-		txn_end(s, LINK_ABORT);
-	} else {
-		relay_reply(s, text, len, code);
-		txn_end(s, LINK_DIRTY);
-	}
-	session_resume_commands(s);
 }
 
 static void
@@ -1213,7 +990,10 @@ cmd_data(struct session *s, const struct smtp_cmd *cmd)
 	if (txn_link_lost(s))
 		return;
 	s->phase = PH_WAIT;
-	link_command(s, "DATA", 4, on_data_cmd_reply);
+	/* A DATA sent ahead has its reply due: that one is claimed. */
+	if (s->tx.ahead_used == s->tx.nahead && data_hold_begin(s))
+		return;
+	link_command(s, "DATA", 4, data_cmd_reply);
 }
 
 static void
@@ -1458,6 +1238,8 @@ session_process(struct session *s)
 			conn_recv_pause(&s->conn);
 	}
 	s->processing = 0;
+	if (s->phase == PH_DATA)
+		data_pending_input(s);
 }
 
 /* ---- connection ---- */

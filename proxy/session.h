@@ -30,7 +30,9 @@ enum session_phase {
 	PH_CLOSING,
 };
 
-enum data_refusal { DR_NONE = 0, DR_SMUGGLE, DR_SIZE, DR_BACKEND };
+enum data_refusal { DR_NONE = 0, DR_SMUGGLE, DR_SIZE, DR_BACKEND, DR_REPLY };
+/* A message held for one BDAT (session_data.c): keeping it, or DATA sent after all, 354 due. */
+enum data_hold { HOLD_NONE = 0, HOLD_ON, HOLD_DATA_SENT };
 
 /* Commands sent to the backend ahead of their turn, at most (a longer group waits its turn). */
 #define TXN_AHEAD_MAX 16
@@ -68,6 +70,17 @@ struct txn {
 	/* RCPTs and DATA the client pipelined, sent to the backend with MAIL (hash of each line) */
 	uint64_t ahead[TXN_AHEAD_MAX];
 	unsigned nahead, ahead_used;
+	/* the DATA phase (session_data.c) */
+	time_t data_at;			/* the client's DATA: the Received: date */
+	enum data_hold hold;
+	char *held;			/* client octets kept until the end, or the backend's 354 */
+	size_t held_len, held_cap;
+	const char *held_ref;		/* then these, in pool buffer held_bid (held_ref_len > 0) */
+	size_t held_ref_len;
+	int held_bid;
+	char *refusal;			/* the backend's refusal of a late DATA, said after the data */
+	size_t refusal_len;
+	int refusal_code;
 };
 
 struct session {
@@ -91,6 +104,7 @@ struct session {
 	char helo_name[256];
 	unsigned errors, messages;
 	unsigned junk;			/* NOOP/VRFY/RSET/HELP since the last accepted message */
+	int big_sender;			/* its last message was too long to hold (session_data.c) */
 	uint64_t start_ms;
 	const char *close_reason;
 	/* policy (policy.c) */

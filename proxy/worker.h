@@ -49,6 +49,7 @@ struct worker {
 	struct store_shared *store_shared;	/* set by main */
 	LIST_HEAD(, session) sessions;
 	unsigned nsessions;
+	size_t held_bytes;		/* messages kept for BDAT by the sessions (session_data.c) */
 	uint64_t txn_counter;
 	uint32_t id_prefix;
 	sem_t *started;

@@ -953,6 +953,49 @@ test_mixed_impls(void **state)
 	}
 }
 
+/* data_stuffed_dot: the message (final ".\r\n" off) has a line starting with '.'. */
+static void
+test_stuffed_dot(void **state)
+{
+	static const struct {
+		const char *msg;
+		int want;
+	} cases[] = {
+		{ "", 0 },
+		{ ".", 1 },
+		{ "..\r\n", 1 },
+		{ ".x\r\n", 1 },
+		{ "a\r\n", 0 },
+		{ "a.b\r\n", 0 },
+		{ "a\r\n.b\r\n", 1 },
+		{ "a\r\nb.\r\n", 0 },
+		{ "a\r\n\r\n..\r\n", 1 },
+		{ "Subject: x\r\n\r\nend.\r\n", 0 },
+	};
+	char msg[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(data_stuffed_dot(cases[i].msg, strlen(cases[i].msg)), cases[i].want);
+	/* Random messages of lines, dots anywhere: only a line-leading one counts. */
+	for (int round = 0; round < 2000; round++) {
+		size_t n = 0;
+		int want = 0;
+
+		while (n < sizeof(msg) - 64 && rnd_below(20) != 0) {
+			size_t len = rnd_below(40);
+			for (size_t k = 0; k < len; k++)
+				msg[n + k] = rnd_below(4) == 0 ? '.' : 'a';
+			if (len && msg[n] == '.')
+				want = 1;
+			n += len;
+			msg[n++] = '\r';
+			msg[n++] = '\n';
+		}
+		assert_int_equal(data_stuffed_dot(msg, n), want);
+	}
+}
+
 #define PER_IMPL(f) { #f, f }
 
 int
@@ -976,7 +1019,7 @@ main(void)
 	/* -1: data_scan() itself, then each implementation */
 	static int which[DATA_SCAN_IMPL_COUNT + 1];
 	static char names[(DATA_SCAN_IMPL_COUNT + 1) * NPER][64];
-	static struct CMUnitTest tests[(DATA_SCAN_IMPL_COUNT + 1) * NPER + 1];
+	static struct CMUnitTest tests[(DATA_SCAN_IMPL_COUNT + 1) * NPER + 2];
 	size_t i, n = 0;
 	int w;
 
@@ -992,6 +1035,8 @@ main(void)
 	}
 	tests[n++] = (struct CMUnitTest){ .name = "test_mixed_impls",
 	    .test_func = test_mixed_impls };
+	tests[n++] = (struct CMUnitTest){ .name = "test_stuffed_dot",
+	    .test_func = test_stuffed_dot };
 	return _cmocka_run_group_tests("test_data_scan", tests, n, setup,
 	    teardown);
 }
