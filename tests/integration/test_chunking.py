@@ -10,10 +10,9 @@ The backend here records every command and chunk, and can refuse or
 drop the link at chosen points.
 """
 
-import socket
 import time
 
-from harness import (MxTestCase, SCALE, dot_stuff, free_port, gate_config, make_message,
+from harness import (MxTestCase, RawSMTP, SCALE, dot_stuff, free_port, gate_config, make_message,
                      start_mxgate, start_mxsink, ThreadedBackend, wait_until)
 
 CAPS = b"250-recording.backend\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n"
@@ -390,3 +389,66 @@ class Chunking(MxTestCase):
         log = sink.proc.log()
         self.assertEqual(log.count(b"via=BDAT"), 4, log)
         self.assertEqual(log.count(b"via=DATA"), 1, log)
+
+
+class MxsinkBdat(MxTestCase):
+    """mxsink's own BDAT (RFC 3030), spoken to directly."""
+
+    def session(self, *args):
+        sink = start_mxsink(self, extra_args=args)
+        c = RawSMTP(sink.port, test=self)
+        self.assertEqual(c.greeting().code, 220)
+        return sink, c
+
+    def test_chunks_and_refusals(self):
+        sink, c = self.session()
+        r = c.cmd("EHLO client.example.test")
+        self.assertIn(b"250-CHUNKING", r.raw)
+        # no MAIL yet: the chunk is read all the same, then refused
+        c.send(b"BDAT 5 LAST\r\nMAIL ")
+        self.assertEqual(c.reply().code, 503)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        c.send(b"BDAT 4\r\n.\r\nx")
+        r = c.reply()
+        self.assertEqual((r.code, b"4 octets" in r.raw), (250, True), r)
+        self.assertEqual(c.cmd("DATA").code, 503)      # no mixing in one transaction
+        c.send(b"BDAT 3 LAST\r\n\r\n.")
+        self.assertEqual(c.reply().code, 250)
+        sink.wait_messages(1)
+        self.assertEqual(sink.messages()[0]["data"], b".\r\nx\r\n.")
+        # RSET drops a transaction whose LAST chunk never came
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        c.send(b"BDAT 2\r\nab")
+        self.assertEqual(c.reply().code, 250)
+        self.assertEqual(c.cmd("RSET").code, 250)
+        self.assertEqual(c.cmd("MAIL FROM:<a@example.test>").code, 250)
+        self.assertEqual(c.cmd("RCPT TO:<b@example.test>").code, 250)
+        c.send(b"BDAT 0 LAST\r\n")
+        self.assertEqual(c.reply().code, 250)
+        sink.wait_messages(2)
+        self.assertEqual(sorted(m["data"] for m in sink.messages()), [b"", b".\r\nx\r\n."])
+        # a size that cannot be read: 501 and the end of the session
+        c.send(b"BDAT 12x\r\n")
+        self.assertEqual(c.reply().code, 501)
+        c.expect_closed()
+        # a client gone in the middle of a chunk: the message is counted aborted, nothing stored
+        c = RawSMTP(sink.port, test=self)
+        c.greeting()
+        c.cmd("EHLO client.example.test")
+        c.cmd("MAIL FROM:<a@example.test>")
+        c.cmd("RCPT TO:<b@example.test>")
+        c.send(b"BDAT 10 LAST\r\nabc")
+        time.sleep(0.2)
+        c.close()
+        time.sleep(0.2)
+        totals = sink.stop_and_totals()
+        self.assertEqual((totals.get("messages"), totals.get("aborted")), (2, 1), totals)
+        self.assertEqual(len(sink.messages()), 2)
+
+    def test_no_chunking(self):
+        _, c = self.session("--no-chunking")
+        r = c.cmd("EHLO client.example.test")
+        self.assertEqual(r.code, 250)
+        self.assertNotIn(b"CHUNKING", r.raw)
