@@ -102,7 +102,7 @@ on_link_drain(void *owner)
 		conn_recv_resume(&s->conn);
 }
 
-/* Queues the Received: header (RFC 5321 4.4) to the link, as its own segment. */
+/* The transaction's Received: header (RFC 5321 4.4) into hdr; its length. */
 static size_t
 received_header(struct session *s, char *hdr, size_t size)
 {
