@@ -185,7 +185,7 @@ data_hold_begin(struct session *s)
 	 * (SIZE=) or, by the session's last one, likely to be large goes
 	 * by DATA at once.
 	 */
-	if (t->link == NULL || !(t->link->caps & BCAP_CHUNKING) || s->big_sender ||
+	if (!(t->link->caps & BCAP_CHUNKING) || s->big_sender ||
 	    t->size_declared > HOLD_MAX || s->w->held_bytes >= HOLD_BUDGET)
 		return 0;
 	data_begin(s, 1);
@@ -245,7 +245,7 @@ hold_keep(struct session *s, const char *p, size_t n)
 
 /* The piece kept by reference goes into the copy: what comes after it must follow it. */
 static int
-hold_unref(struct session *s)
+hold_copy_ref(struct session *s)
 {
 	struct txn *t = &s->tx;
 	int rc = 0;
@@ -393,7 +393,7 @@ hold_piece(struct session *s, const char *p, size_t n, int bid)
 {
 	struct txn *t = &s->tx;
 
-	if (hold_unref(s) < 0)
+	if (hold_copy_ref(s) < 0)
 		return -1;
 	if (bid < 0)
 		return hold_keep(s, p, n);
@@ -413,7 +413,7 @@ hold_data(struct session *s, const char *p, size_t n, int bid)
 
 	if (t->hold == HOLD_DATA_SENT) {
 		/* Waiting for the 354: after what is kept, in order. */
-		rc = hold_unref(s) < 0 ? -1 : hold_keep(s, p, n);
+		rc = hold_copy_ref(s) < 0 ? -1 : hold_keep(s, p, n);
 	} else if (t->scan.done) {
 		if (hold_send(s, p, n, bid) == 0) {
 			data_release(s);

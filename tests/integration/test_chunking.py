@@ -26,7 +26,8 @@ class RecordingBackend(ThreadedBackend):
       "refuse_data": 554 to DATA;
       "refuse_bdat": 552 after the octets of BDAT LAST;
       "close_after_rcpt": closes the link 0.3 s after its RCPT reply;
-      "close_at_data": closes the link when DATA comes.
+      "close_at_data": closes the link when DATA comes;
+      "data_250": 250 to DATA (out of step: a broken backend).
     chunking=False: CHUNKING is not offered.
     """
 
@@ -94,6 +95,9 @@ class RecordingBackend(ThreadedBackend):
                     if self.take_fault("close_at_data"):
                         s.close()
                         return
+                    if self.take_fault("data_250"):
+                        s.sendall(b"250 2.0.0 ok\r\n")
+                        continue
                     if self.take_fault("refuse_data"):
                         s.sendall(b"554 5.7.1 no DATA for you\r\n")
                         continue
@@ -165,6 +169,14 @@ class Chunking(MxTestCase):
         r = c.cmd("DATA")
         self.assertEqual(r.code, 354, r)
 
+    def end_reply(self, c, wire, code, mail_params=""):
+        """MAIL, RCPT, DATA (354), then wire: the reply at the end of the data, which must be code."""
+        self.envelope(c, mail_params=mail_params)
+        c.send(wire)
+        r = c.reply(timeout=10 * SCALE)
+        self.assertEqual(r.code, code, r)
+        return r
+
     def deliver(self, c, msg, how, be, pieces=1):
         """msg sent after DATA in pieces (with pauses); accepted, and it came to be by `how`."""
         self.envelope(c)
@@ -197,10 +209,7 @@ class Chunking(MxTestCase):
     def test_empty_message(self):
         be = RecordingBackend(self)
         c = self.session(be)
-        self.envelope(c)
-        c.send(b".\r\n")
-        r = c.reply(timeout=10 * SCALE)
-        self.assertEqual(r.code, 250, r)
+        self.end_reply(c, b".\r\n", 250)
         how, _, data = be.messages[0]
         self.assertEqual(how, b"BDAT")
         self.assertEqual(without_received(data), b"")
@@ -255,10 +264,7 @@ class Chunking(MxTestCase):
     def test_refused_bdat_is_relayed(self):
         be = RecordingBackend(self, fault="refuse_bdat")
         c = self.session(be)
-        self.envelope(c)
-        c.send(dot_stuff(make_message()))
-        r = c.reply(timeout=10 * SCALE)
-        self.assertEqual(r.code, 552, r)
+        r = self.end_reply(c, dot_stuff(make_message()), 552)
         self.assertIn(b"too much for us", r.raw)
         self.assertEqual(be.messages, [])
         # the session and its link go on
@@ -269,10 +275,7 @@ class Chunking(MxTestCase):
         """The client had mxgate's 354; the backend's refusal of DATA is its reply at the end."""
         be = RecordingBackend(self, fault="refuse_data")
         c = self.session(be)
-        self.envelope(c)
-        c.send(dot_stuff(make_message(body=b".dotted\r\n")))
-        r = c.reply(timeout=10 * SCALE)
-        self.assertEqual(r.code, 554, r)
+        r = self.end_reply(c, dot_stuff(make_message(body=b".dotted\r\n")), 554)
         self.assertIn(b"no DATA for you", r.raw)
         self.assertEqual(be.messages, [])
         self.assertEqual(c.cmd("NOOP").code, 250)
@@ -298,10 +301,7 @@ class Chunking(MxTestCase):
         be = RecordingBackend(self)
         c = self.session(be)
         for bad in (b"a\nb\r\n", b"a\rb\r\n", b"nul\x00\r\n", b"x\r\n\n.\r\nMAIL FROM:<evil@example.test>\r\n"):
-            self.envelope(c)
-            c.send(b"Subject: s\r\n\r\n" + bad + b"\r\n.\r\n")
-            r = c.reply(timeout=10 * SCALE)
-            self.assertEqual(r.code, 550, r)
+            self.end_reply(c, b"Subject: s\r\n\r\n" + bad + b"\r\n.\r\n", 550)
         # each refused transaction's link was reset, not closed (a MAIL
         # that comes while the RSET is out may take a second link)
         wait_until(lambda: be.verbs().count(b"RSET") == 4, 10 * SCALE, what="4 RSETs")
@@ -315,10 +315,7 @@ class Chunking(MxTestCase):
     def test_too_big_held_message_reaches_no_backend(self):
         be = RecordingBackend(self)
         c = self.open_session(self.gate(be, server={"max_message_size": "2K"}))
-        self.envelope(c)
-        c.send(dot_stuff(make_message(body=b"y" * 70 + b"\r\n") * 60))
-        r = c.reply(timeout=10 * SCALE)
-        self.assertEqual(r.code, 552, r)
+        self.end_reply(c, dot_stuff(make_message(body=b"y" * 70 + b"\r\n") * 60), 552)
         self.assertEqual(be.messages, [])
         self.assertNotIn(b"BDAT", be.verbs())
 
@@ -339,12 +336,19 @@ class Chunking(MxTestCase):
     def test_link_lost_at_late_data(self):
         be = RecordingBackend(self, fault="close_at_data")
         c = self.session(be)
-        self.envelope(c)
-        c.send(dot_stuff(make_message(body=b".dot\r\n")))
-        r = c.reply(timeout=10 * SCALE)
-        self.assertEqual(r.code, 451, r)
+        r = self.end_reply(c, dot_stuff(make_message(body=b".dot\r\n")), 451)
         self.assertIn(b"4.4.2", r.raw)
         self.deliver(c, make_message(body=b".dot\r\n"), b"DATA", be)
+
+    def test_late_data_answered_out_of_step(self):
+        """250 to the late DATA: the link is closed (no message text on it), 451 at the end."""
+        be = RecordingBackend(self, fault="data_250")
+        c = self.session(be)
+        r = self.end_reply(c, dot_stuff(make_message(body=b".dot\r\n")), 451)
+        self.assertIn(b"4.4.2", r.raw)
+        self.assertEqual(be.messages, [])
+        self.deliver(c, make_message(body=b".dot\r\n"), b"DATA", be)
+        self.assertEqual(be.connections, 2)
 
     def test_client_gone_while_held(self):
         be = RecordingBackend(self)

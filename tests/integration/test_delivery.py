@@ -20,9 +20,11 @@ def lines(*ls):
 
 
 class SmtplibDelivery(MxTestCase):
+    SINK_ARGS = ()      # mxsink offers CHUNKING: small messages are held for BDAT
+
     def setUp(self):
         super().setUp()
-        self.gate, self.sink = start_gate_and_sink(self)
+        self.gate, self.sink = start_gate_and_sink(self, sink_args=self.SINK_ARGS)
 
     def smtp(self):
         s = smtplib.SMTP("127.0.0.1", self.gate.port, local_hostname="client.example.test",
@@ -270,6 +272,11 @@ class ToolDelivery(MxTestCase):
         m = self.sink.assert_stored(self, 1)[0]
         self.assertDeliveredExact(m, msg)
         self.assertEqual(sha256(strip_first_received(m["data"])[1]), sha256(msg))
+
+
+class SmtplibDeliveryStreamed(SmtplibDelivery):
+    """The same against a backend without CHUNKING: every message streams after its 354."""
+    SINK_ARGS = ("--no-chunking",)
 
 
 if __name__ == "__main__":

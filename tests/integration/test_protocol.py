@@ -282,10 +282,12 @@ class Dialog(MxTestCase):
 
 
 class Timeouts(MxTestCase):
+    SINK_ARGS = ()      # mxsink offers CHUNKING: the stalled message is held
+
     def setUp(self):
         super().setUp()
         self.gate, self.sink = start_gate_and_sink(
-            self, server={"timeout_command": "1s", "timeout_data": "1s"})
+            self, server={"timeout_command": "1s", "timeout_data": "1s"}, sink_args=self.SINK_ARGS)
 
     def test_command_timeout(self):
         c = self.open_session(self.gate)
@@ -312,6 +314,12 @@ class Timeouts(MxTestCase):
         self.assertEqual(r.code, 421, r)
         self.assertTrue(c.expect_closed(5))
         self.sink.assert_stored(self, 0, settle=1.0)
+
+
+class DataTimeoutStreamed(Timeouts):
+    """The data timeout against a backend without CHUNKING: the stalled message was streaming."""
+    SINK_ARGS = ("--no-chunking",)
+    test_command_timeout = test_command_timeout_is_per_command = None
 
 
 if __name__ == "__main__":

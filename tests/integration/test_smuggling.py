@@ -39,9 +39,11 @@ ERR_RE = re.compile(rb"^5\.(5\.2|6\.0)\b")
 
 
 class Smuggling(MxTestCase):
+    SINK_ARGS = ()      # mxsink offers CHUNKING: small messages are held for BDAT
+
     def setUp(self):
         super().setUp()
-        self.gate, self.sink = start_gate_and_sink(self)
+        self.gate, self.sink = start_gate_and_sink(self, sink_args=self.SINK_ARGS)
 
     def smuggle(self, variant):
         c = self.open_session(self.gate)
@@ -153,9 +155,11 @@ class Smuggling(MxTestCase):
 
 
 class LineLength(MxTestCase):
+    SINK_ARGS = ()
+
     def setUp(self):
         super().setUp()
-        self.gate, self.sink = start_gate_and_sink(self)
+        self.gate, self.sink = start_gate_and_sink(self, sink_args=self.SINK_ARGS)
 
     def test_1000_octets_accepted(self):
         c = self.open_session(self.gate)
@@ -197,6 +201,16 @@ class LineLength(MxTestCase):
         r = self.send_message(c, "a@example.test", ["b@example.test"], dot_stuff(msg), expect_final=None)
         self.assertTrue(500 <= r.code < 600, r)
         self.sink.assert_stored(self, 0)
+
+
+class SmugglingStreamed(Smuggling):
+    """The same against a backend without CHUNKING: every message streams after its 354."""
+    SINK_ARGS = ("--no-chunking",)
+
+
+class LineLengthStreamed(LineLength):
+    """The same against a backend without CHUNKING: every message streams after its 354."""
+    SINK_ARGS = ("--no-chunking",)
 
 
 if __name__ == "__main__":
