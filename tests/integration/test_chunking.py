@@ -279,8 +279,11 @@ class Chunking(MxTestCase):
         self.assertIn(b"no DATA for you", r.raw)
         self.assertEqual(be.messages, [])
         self.assertEqual(c.cmd("NOOP").code, 250)
+        # the link was reset, not closed (a MAIL that comes while the
+        # RSET is out may take a second link)
+        wait_until(lambda: b"RSET" in be.verbs(), 10 * SCALE, what="RSET")
         self.deliver(c, make_message(body=b".dotted again\r\n"), b"DATA", be)
-        self.assertEqual(be.connections, 1)
+        self.assertLessEqual(be.connections, 2)
 
     def test_refused_late_data_in_mid_message(self):
         """Refused while the client is still sending: the rest is read and dropped."""
